@@ -1,0 +1,1 @@
+"""emailservice: an email delivery service with automatic failover between providers."""

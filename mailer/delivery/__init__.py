@@ -1,0 +1,1 @@
+"""Cross-provider delivery policy for one message: classification, circuit breaking, failover."""

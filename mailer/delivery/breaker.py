@@ -1,0 +1,115 @@
+"""A circuit breaker per provider whose state lives in the Django cache, shared by all processes.
+
+Why not pybreaker: its half-open state lets every caller through at once (with N workers, N
+probes hit a provider that just failed), and its shared storage is Redis-only, while the embedded
+default runs on a local-memory cache. This one needs only `add`, `incr`, `get_many`, `set_many`
+and `delete_many`, which every Django cache backend provides atomically enough for the purpose:
+`add` elects a single probe, `incr` counts consecutive failures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.core.cache.backends.base import BaseCache
+
+logger = logging.getLogger("mailer.delivery")
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half-open"
+
+# Counters of a provider that stops being used should not live forever.
+_STATE_TTL = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    state: str
+    failures: int
+    open_until: float | None
+    last_error: str
+    last_error_at: float | None
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        cache: BaseCache,
+        *,
+        threshold: int = 3,
+        reset_seconds: float = 60.0,
+        probe_seconds: float = 30.0,
+    ) -> None:
+        self.cache = cache
+        self.threshold = max(1, int(threshold))
+        self.reset_seconds = float(reset_seconds)
+        # How long one elected probe may take before another process may probe instead.
+        self.probe_seconds = max(1.0, float(probe_seconds))
+
+    @staticmethod
+    def _keys(key: str) -> tuple[str, str, str, str]:
+        base = f"breaker:{key}"
+        return f"{base}:fails", f"{base}:open_until", f"{base}:probe", f"{base}:last_error"
+
+    def state(self, key: str, *, now: float | None = None) -> CircuitState:
+        fails_key, open_key, _, error_key = self._keys(key)
+        values = self.cache.get_many([fails_key, open_key, error_key])
+        now = time.time() if now is None else now
+        open_until = values.get(open_key)
+        last_error, last_error_at = values.get(error_key) or ("", None)
+        if open_until is None:
+            state = CLOSED
+        elif now < open_until:
+            state = OPEN
+        else:
+            state = HALF_OPEN
+        return CircuitState(
+            state, int(values.get(fails_key) or 0), open_until, last_error, last_error_at
+        )
+
+    def allow(self, key: str) -> bool:
+        """May a request go to this provider now? In half-open state only one caller gets True."""
+        _, open_key, probe_key, _ = self._keys(key)
+        open_until = self.cache.get(open_key)
+        if open_until is None:
+            return True
+        if time.time() < open_until:
+            return False
+        return bool(self.cache.add(probe_key, time.time(), timeout=self.probe_seconds))
+
+    def record_success(self, key: str) -> None:
+        fails_key, open_key, probe_key, _ = self._keys(key)
+        self.cache.delete_many([fails_key, open_key, probe_key])
+
+    def record_failure(self, key: str, *, error: str, trip_now: bool = False) -> bool:
+        """Count one failure; return True if this failure opened the circuit."""
+        fails_key, open_key, probe_key, error_key = self._keys(key)
+        now = time.time()
+        self.cache.set(error_key, (error[:500], now), timeout=_STATE_TTL)
+        self.cache.add(fails_key, 0, timeout=_STATE_TTL)
+        try:
+            failures = self.cache.incr(fails_key)
+        except ValueError:  # expired between add and incr
+            failures = 1
+            self.cache.set(fails_key, 1, timeout=_STATE_TTL)
+        was_tripped = self.cache.get(open_key) is not None
+        if not (trip_now or was_tripped or failures >= self.threshold):
+            return False
+        open_until = now + self.reset_seconds
+        self.cache.set(open_key, open_until, timeout=_STATE_TTL)
+        self.cache.delete(probe_key)
+        logger.warning(
+            "circuit %s opened until %.0f after %d consecutive failure(s): %s",
+            key,
+            open_until,
+            failures,
+            error,
+        )
+        return True
+
+    def reset(self, key: str) -> None:
+        fails_key, open_key, probe_key, error_key = self._keys(key)
+        self.cache.delete_many([fails_key, open_key, probe_key, error_key])

@@ -1,0 +1,137 @@
+"""Failover for one message over an ordered list of providers. Knows nothing of the database."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.mail import EmailMessage
+
+from mailer.providers.base import Provider
+
+from .breaker import CircuitBreaker
+from .errors import AMBIGUOUS, REJECTED, SENT, SKIPPED, classify
+
+logger = logging.getLogger("mailer.delivery")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One provider to try. `key` names its circuit; `ref` is the caller's own handle."""
+
+    key: str
+    label: str
+    provider: Provider
+    ref: Any = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    candidate: Candidate
+    outcome: str
+    code: str = ""
+    message: str = ""
+    message_id: str = ""
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    duration: float = 0.0
+
+
+@dataclass
+class Delivery:
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> Attempt | None:
+        last = self.attempts[-1] if self.attempts else None
+        return last if last is not None and last.outcome == SENT else None
+
+    @property
+    def status(self) -> str:
+        return "sent" if self.accepted else "failed"
+
+    @property
+    def possible_duplicate(self) -> bool:
+        return any(a.outcome == AMBIGUOUS for a in self.attempts)
+
+    @property
+    def failure_reason(self) -> str:
+        if self.accepted:
+            return ""
+        tried = [a for a in self.attempts if a.outcome != SKIPPED]
+        if not tried:
+            return "No provider is configured and enabled for this account."
+        last = tried[-1]
+        if last.outcome == REJECTED:
+            return f"{last.candidate.label} rejected the message: {last.message}"
+        return (
+            f"No provider accepted the message ({len(tried)} tried); "
+            f"last error from {last.candidate.label}: {last.message}"
+        )
+
+
+def _attempt(message: EmailMessage, candidate: Candidate, breaker: CircuitBreaker) -> Attempt:
+    started_at = datetime.now(UTC)
+    clock = time.perf_counter()
+    try:
+        message_id = candidate.provider.send(message)
+    except Exception as exc:  # every failure becomes an outcome; classify() logs the unknown ones
+        result = classify(exc)
+        duration = time.perf_counter() - clock
+        if result.counts_for_breaker:
+            breaker.record_failure(
+                candidate.key, error=result.message, trip_now=result.opens_circuit
+            )
+        logger.warning(
+            "attempt via %s: %s %s %s (%.3fs)",
+            candidate.label,
+            result.outcome,
+            result.code,
+            result.message,
+            duration,
+        )
+        return Attempt(
+            candidate, result.outcome, result.code, result.message, "", started_at, duration
+        )
+    duration = time.perf_counter() - clock
+    breaker.record_success(candidate.key)
+    logger.info("attempt via %s: sent %s (%.3fs)", candidate.label, message_id, duration)
+    return Attempt(candidate, SENT, "", "", message_id or "", started_at, duration)
+
+
+def deliver(
+    message: EmailMessage,
+    candidates: Sequence[Candidate],
+    *,
+    breaker: CircuitBreaker,
+    on_attempt: Callable[[Attempt], None] | None = None,
+) -> Delivery:
+    """Try candidates in order until one accepts the message or it is rejected.
+
+    Open circuits are skipped. If every circuit is open, the providers are still tried in order,
+    so no message fails without at least one real attempt.
+    """
+    delivery = Delivery()
+
+    def record(attempt: Attempt) -> bool:
+        delivery.attempts.append(attempt)
+        if on_attempt is not None:
+            on_attempt(attempt)
+        return attempt.outcome in (SENT, REJECTED)
+
+    for candidate in candidates:
+        if not breaker.allow(candidate.key):
+            record(Attempt(candidate, SKIPPED, "circuit_open", "circuit open: not tried"))
+            continue
+        if record(_attempt(message, candidate, breaker)):
+            return delivery
+
+    if candidates and all(a.outcome == SKIPPED for a in delivery.attempts):
+        logger.warning("every circuit is open; trying the providers in order anyway")
+        for candidate in candidates:
+            if record(_attempt(message, candidate, breaker)):
+                return delivery
+    return delivery

@@ -1,0 +1,171 @@
+"""Email, DeliveryAttempt, ProviderConfig and ApiToken: what is stored, per account (a User)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ProviderKind(models.TextChoices):
+    SMTP = "smtp", "SMTP"
+    SES = "ses", "Amazon SES"
+    SENDGRID = "sendgrid", "SendGrid"
+
+
+class ProviderConfig(models.Model):
+    """One provider an account can send through. Failover order is ascending `priority`."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_configs"
+    )
+    kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    name = models.CharField(max_length=100)
+    priority = models.PositiveIntegerField(default=100)
+    enabled = models.BooleanField(default=True)
+    settings = models.JSONField(default=dict, blank=True)
+    # MultiFernet token of a JSON object; see mailer.crypto. Never rendered or returned.
+    secrets_encrypted = models.TextField(blank=True, default="")
+    secret_names = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="provider_name_per_account"),
+        ]
+        indexes = [models.Index(fields=["account", "priority", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def breaker_key(self) -> str:
+        return f"provider:{self.pk}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} '{self.name}'"
+
+
+class EmailStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Email(models.Model):
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emails"
+    )
+    from_email = models.CharField(max_length=320)
+    to = models.JSONField(default=list)
+    cc = models.JSONField(default=list, blank=True)
+    bcc = models.JSONField(default=list, blank=True)
+    reply_to = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    text = models.TextField(blank=True)
+    html = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    # [{filename, content_type, content (base64)}], kept so a queued email can be sent later.
+    attachments = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    message_id = models.CharField(max_length=255, blank=True, help_text="RFC 5322 Message-ID")
+
+    requested_provider = models.ForeignKey(
+        ProviderConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sent_via = models.ForeignKey(
+        ProviderConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kind of the provider that accepted it, kept when that provider config is deleted.
+    sent_via_kind = models.CharField(max_length=20, blank=True, choices=ProviderKind.choices)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(
+        max_length=20, choices=EmailStatus.choices, default=EmailStatus.QUEUED
+    )
+    failure_reason = models.TextField(blank=True)
+    possible_duplicate = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["account", "-created_at", "-id"], name="email_account_newest"),
+            models.Index(
+                fields=["account", "status", "-created_at", "-id"],
+                name="email_account_status_newest",
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="email_idempotency_key_per_account",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.subject!r} to {', '.join(self.to)} ({self.status})"
+
+    @property
+    def recipient_count(self) -> int:
+        return len(self.to) + len(self.cc) + len(self.bcc)
+
+
+class DeliveryAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        SENT = "sent", "Sent"
+        REJECTED = "rejected", "Rejected"
+        PROVIDER_ERROR = "provider_error", "Provider error"
+        AMBIGUOUS = "ambiguous", "Ambiguous"
+        SKIPPED = "skipped", "Skipped (circuit open)"
+
+    email = models.ForeignKey(Email, on_delete=models.CASCADE, related_name="attempts")
+    provider = models.ForeignKey(
+        ProviderConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts"
+    )
+    provider_kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    provider_name = models.CharField(max_length=100)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["provider", "started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider_name}: {self.outcome}"
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its SHA-256 digest is stored; the raw token is shown once."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,41 @@
+"""Transport only: one module per provider, each a Django email backend built from a config."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # settings import this package, so keep Django's mail machinery out of it
+    from .base import Provider
+
+# kind -> "module.Class"; modules are imported on first use so a missing optional SDK only
+# affects the providers that need it.
+PROVIDER_CLASSES = {
+    "smtp": "mailer.providers.smtp.SmtpProvider",
+    "ses": "mailer.providers.ses.SesProvider",
+    "sendgrid": "mailer.providers.sendgrid.SendGridProvider",
+}
+
+
+def provider_class(kind: str) -> type[Provider]:
+    try:
+        path = PROVIDER_CLASSES[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown provider kind {kind!r}; choose one of {', '.join(PROVIDER_CLASSES)}"
+        ) from None
+    module, name = path.rsplit(".", 1)
+    return getattr(import_module(module), name)
+
+
+def build_provider(
+    kind: str,
+    *,
+    settings: dict[str, Any],
+    secrets: dict[str, Any],
+    timeout: float,
+    connect_timeout: float,
+) -> Provider:
+    """Build a provider instance from a config's plain settings and decrypted secrets."""
+    options = {k: v for k, v in {**settings, **secrets}.items() if v not in (None, "")}
+    return provider_class(kind)(timeout=timeout, connect_timeout=connect_timeout, **options)

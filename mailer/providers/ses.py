@@ -1,0 +1,191 @@
+"""Amazon SES transport: raw MIME through the SESv2 SendEmail API, one boto3 client per instance."""
+
+from __future__ import annotations
+
+import email.policy
+import threading
+from email.utils import parseaddr
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from django.core.mail import EmailMessage
+
+from .base import (
+    AmbiguousDelivery,
+    ConfigurationError,
+    MessageRejected,
+    Provider,
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnavailable,
+)
+
+# The keys are wrong, expired or not allowed to send: every message would fail the same way.
+_AUTH_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "IncompleteSignature",
+    "InvalidAccessKeyId",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+    "NotAuthorized",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    # Account-wide states that last hours or days (AWS review, or the owner paused sending):
+    # unlike throttling they won't clear before the circuit's probe, so opening the circuit at
+    # once spares every following message a doomed round trip.
+    "AccountSuspendedException",
+    "SendingPausedException",
+}
+# The request itself is malformed for SES; the same message would be refused again.
+_REJECTED_CODES = {"BadRequestException", "InvalidParameterValue", "ValidationException"}
+# Everything else (MessageRejected for an unverified sender or sandbox recipient, throttling,
+# quotas, MailFromDomainNotVerifiedException, 5xx, unknown codes) is this provider's trouble:
+# another provider may well deliver it. MessageRejected is per sender, so it must not open the
+# circuit for the whole config at once.
+
+
+def _ascii_address(value: str) -> str:
+    """The bare address with an IDNA domain: SES wants 7-bit addresses outside the MIME body."""
+    address = parseaddr(value)[1] or value
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
+
+
+def _client_error(exc: ClientError) -> ProviderError:
+    error = exc.response.get("Error", {})
+    code = error.get("Code") or "Unknown"
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    text = f"SES {code}: {error.get('Message') or f'HTTP {status}'}"
+    if code in _AUTH_CODES or status in (401, 403):
+        return ProviderAuthError(text, code=code, response=exc.response)
+    if code in _REJECTED_CODES:
+        return MessageRejected(text, code=code, response=exc.response)
+    return ProviderUnavailable(text, code=code, response=exc.response)
+
+
+class SesProvider(Provider):
+    kind = "ses"
+
+    def __init__(
+        self,
+        *,
+        region: str = "us-east-1",
+        access_key_id: str = "",
+        secret_access_key: str = "",
+        endpoint_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.region = region or "us-east-1"
+        self.access_key_id = access_key_id
+        self.secret_access_key = secret_access_key
+        self.endpoint_url = endpoint_url or None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"ses {self.region}"
+
+    def _get_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> Any:
+        # Explicit keys on a private session: the default credential chain (env, ~/.aws,
+        # instance role) must never send one account's mail with another's identity.
+        access_key_id = self.require("access_key_id", self.access_key_id)
+        secret_access_key = self.require("secret_access_key", self.secret_access_key)
+        config = Config(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.timeout,
+            # Retries are failover's, and visible. botocore's "max_attempts" counts retries
+            # (1 would mean two requests, so a read timeout could send twice); this is the total.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            ignore_configured_endpoint_urls=True,  # AWS_ENDPOINT_URL must not redirect mail
+        )
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                region_name=self.region,
+            )
+            return session.client("sesv2", endpoint_url=self.endpoint_url, config=config)
+        except (BotoCoreError, ValueError) as exc:  # bad region name, malformed endpoint URL
+            setting = "endpoint_url" if self.endpoint_url else "region"
+            raise ConfigurationError(f"ses: cannot build a client: {exc}", setting=setting) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def send(self, message: EmailMessage) -> str:
+        try:
+            raw = message.message(policy=email.policy.SMTP).as_bytes()  # CRLF line ends
+        except (ValueError, UnicodeError) as exc:
+            raise MessageRejected(f"message could not be encoded: {exc}", code="encoding") from exc
+        # The display name travels in the raw From header; FromEmailAddress only picks the
+        # identity SES checks, and a bare address avoids SES's rules for encoding names there.
+        destination = {
+            key: [_ascii_address(a) for a in addresses]
+            for key, addresses in (
+                ("ToAddresses", message.to),
+                ("CcAddresses", message.cc),
+                ("BccAddresses", message.bcc),
+            )
+            if addresses
+        }
+        client = self._get_client()
+        try:
+            response = client.send_email(
+                FromEmailAddress=_ascii_address(message.from_email),
+                Destination=destination,
+                Content={"Raw": {"Data": raw}},
+            )
+        except ClientError as exc:
+            raise _client_error(exc) from exc
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise ConfigurationError(f"ses: {exc}", setting="access_key_id") from exc
+        except ConnectTimeoutError as exc:
+            raise ProviderUnavailable(
+                f"timed out connecting to {self.describe()}: {exc}", code="timeout"
+            ) from exc
+        except BotoConnectionError as exc:
+            # Refused, DNS, TLS, proxy: nothing of the request reached SES.
+            raise ProviderUnavailable(
+                f"cannot connect to {self.describe()}: {exc}", code="connect"
+            ) from exc
+        except (ReadTimeoutError, ConnectionClosedError, HTTPClientError) as exc:
+            # The request went out and no answer came back: SES may have queued it.
+            code = "timeout" if isinstance(exc, ReadTimeoutError) else "disconnected"
+            raise AmbiguousDelivery(f"{self.describe()} gave no answer: {exc}", code=code) from exc
+        except BotoCoreError as exc:  # parameter validation, unparsable reply and the like
+            raise ProviderUnavailable(
+                f"{self.describe()}: {type(exc).__name__}: {exc}", code=type(exc).__name__
+            ) from exc
+        return str(response.get("MessageId") or "")

@@ -1,0 +1,9 @@
+"""URLs of the mailer app."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+]

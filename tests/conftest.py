@@ -1,0 +1,77 @@
+"""Shared fixtures: accounts, provider configs, a clean cache, and the provider stand-ins."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+from mailer import services
+from mailer.validation import OutgoingEmail
+
+pytest_plugins = ["tests.fakes.smtp_fixtures", "tests.fakes.sendgrid", "tests.fakes.ses"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache_and_pool():
+    """Circuit state and pooled provider connections must not leak between tests."""
+    cache.clear()
+    services.provider_pool.clear()
+    yield
+    services.provider_pool.clear()
+    cache.clear()
+
+
+@pytest.fixture
+def account(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def other_account(django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def add_provider(account):
+    """add_provider(kind, name=..., settings=..., secrets=..., account=...) -> ProviderConfig"""
+
+    def make(
+        kind: str,
+        *,
+        name: str | None = None,
+        settings: dict | None = None,
+        secrets: dict | None = None,
+        owner=None,
+        **extra,
+    ):
+        owner = owner or account
+        count = owner.provider_configs.count()
+        return services.provider_config_create(
+            account=owner,
+            kind=kind,
+            name=name or f"{kind}-{count + 1}",
+            settings=settings or {},
+            secrets=secrets or {},
+            **extra,
+        )
+
+    return make
+
+
+def outgoing(**overrides) -> OutgoingEmail:
+    """A valid email to send; override any field."""
+    fields = {
+        "from_email": "Sender <sender@example.com>",
+        "to": ["rcpt@example.org"],
+        "subject": "Hello",
+        "text": "Hello there.",
+    }
+    fields.update(overrides)
+    return OutgoingEmail(**fields)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_smtp_server_logs():
+    import logging
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
