@@ -1,4 +1,4 @@
-"""Reads: what pages and the API show. Caching of list pages lives here only."""
+"""Database and cache reachability, for /healthz."""
 
 from __future__ import annotations
 

@@ -1,0 +1,27 @@
+"""Writes: sending email, API tokens and provider configs. Views, API and tasks call these."""
+
+from .emails import SendResult, email_create, email_deliver, email_send, failover_order
+from .providers import (
+    breaker,
+    provider_config_create,
+    provider_config_delete,
+    provider_config_update,
+    provider_pool,
+)
+from .tokens import token_authenticate, token_create, token_revoke
+
+__all__ = [
+    "SendResult",
+    "breaker",
+    "email_create",
+    "email_deliver",
+    "email_send",
+    "failover_order",
+    "provider_config_create",
+    "provider_config_delete",
+    "provider_config_update",
+    "provider_pool",
+    "token_authenticate",
+    "token_create",
+    "token_revoke",
+]
