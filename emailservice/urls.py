@@ -3,7 +3,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from mailer.api import api
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
     path("", include("mailer.urls")),
 ]

@@ -89,6 +89,8 @@ class Email(models.Model):
     failure_reason = models.TextField(blank=True)
     possible_duplicate = models.BooleanField(default=False)
     idempotency_key = models.CharField(max_length=255, blank=True)
+    # SHA-256 of the request that used idempotency_key, to tell a replay from a different request.
+    request_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,15 @@
 """Reads: what pages and the API show. Caching of list pages lives here only."""
 
+from .emails import email_detail, email_get, email_list
 from .health import system_health
+from .providers import circuit_dict, provider_choices, provider_resolve
 
-__all__ = ["system_health"]
+__all__ = [
+    "circuit_dict",
+    "email_detail",
+    "email_get",
+    "email_list",
+    "provider_choices",
+    "provider_resolve",
+    "system_health",
+]

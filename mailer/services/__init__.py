@@ -1,6 +1,13 @@
 """Writes: sending email, API tokens and provider configs. Views, API and tasks call these."""
 
-from .emails import SendResult, email_create, email_deliver, email_send, failover_order
+from .emails import (
+    IdempotencyConflict,
+    SendResult,
+    email_create,
+    email_deliver,
+    email_send,
+    failover_order,
+)
 from .providers import (
     breaker,
     provider_config_create,
@@ -11,6 +18,7 @@ from .providers import (
 from .tokens import token_authenticate, token_create, token_revoke
 
 __all__ = [
+    "IdempotencyConflict",
     "SendResult",
     "breaker",
     "email_create",

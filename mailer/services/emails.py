@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.core.mail import make_msgid
 from django.core.mail.utils import DNS_NAME
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from mailer import listcache
 from mailer.compose import build_message
 from mailer.delivery.failover import Attempt, Candidate, Delivery, deliver
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
@@ -23,11 +25,25 @@ logger = logging.getLogger("mailer.services")
 
 # Sending ------------------------------------------------------------------------------------
 
+# How long an Idempotency-Key is remembered per account.
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
 
 @dataclass(frozen=True)
 class SendResult:
     email: Email
-    delivery: Delivery
+    delivery: Delivery | None  # None when this answers a replayed Idempotency-Key
+    replayed: bool = False
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used for a different request (422) or is still in flight (409)."""
+
+    def __init__(self, message: str, *, status: int, email: Email) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.email = email
 
 
 def failover_order(*, account, requested: ProviderConfig | None = None) -> list[ProviderConfig]:
@@ -38,17 +54,8 @@ def failover_order(*, account, requested: ProviderConfig | None = None) -> list[
     return configs
 
 
-def email_create(
-    *,
-    account,
-    outgoing: OutgoingEmail,
-    requested_provider: ProviderConfig | None = None,
-    idempotency_key: str = "",
-    status: str = EmailStatus.SENDING,
-) -> Email:
-    """Validate and store an email; nothing is stored when validation fails."""
-    validate(outgoing)
-    return Email.objects.create(
+def _email_row(account, outgoing: OutgoingEmail, **fields) -> Email:
+    return Email(
         account=account,
         from_email=outgoing.from_email,
         to=list(outgoing.to),
@@ -69,9 +76,77 @@ def email_create(
             for a in outgoing.attachments
         ],
         message_id=make_msgid(domain=DNS_NAME.get_fqdn()),
+        **fields,
+    )
+
+
+def _earlier_use(account, key: str, fingerprint: str) -> Email | None:
+    """The email that already holds this key, or None once an expired holder released it."""
+    earlier = Email.objects.filter(account=account, idempotency_key=key).first()
+    if earlier is None:
+        return None
+    if earlier.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        # Past the window the key is free again: release it from the old email.
+        Email.objects.filter(pk=earlier.pk, idempotency_key=key).update(idempotency_key="")
+        return None
+    if earlier.request_fingerprint != fingerprint:
+        raise IdempotencyConflict(
+            "This Idempotency-Key was already used with a different request; use a new key "
+            "for a new email.",
+            status=422,
+            email=earlier,
+        )
+    if earlier.status in (EmailStatus.QUEUED, EmailStatus.SENDING):
+        raise IdempotencyConflict(
+            "A request with this Idempotency-Key is still being delivered; retry later to get "
+            "its result.",
+            status=409,
+            email=earlier,
+        )
+    return earlier
+
+
+def email_create(
+    *,
+    account,
+    outgoing: OutgoingEmail,
+    requested_provider: ProviderConfig | None = None,
+    idempotency_key: str = "",
+    fingerprint: str = "",
+    status: str = EmailStatus.SENDING,
+) -> tuple[Email, bool]:
+    """Validate and store an email; return (email, created).
+
+    With an idempotency key, a request already stored under it within the window is returned
+    instead (created False), or IdempotencyConflict raised. The unique constraint on
+    (account, idempotency_key) makes concurrent identical requests store exactly one email.
+    Nothing is stored when validation fails.
+    """
+    validate(outgoing)
+    row = _email_row(
+        account,
+        outgoing,
         requested_provider=requested_provider,
         idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
         status=status,
+    )
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            earlier = _earlier_use(account, idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier, False
+            row.pk = None  # the key was released: insert again
+            continue
+        transaction.on_commit(lambda: listcache.bump(account.pk))  # after readers can see it
+        return row, True
+    raise IdempotencyConflict(
+        "Idempotency-Key contention; retry the request.", status=409, email=row
     )
 
 
@@ -144,6 +219,7 @@ def email_deliver(*, email: Email) -> Delivery:
             "updated_at",
         ]
     )
+    listcache.bump(email.account_id)
     return delivery
 
 
@@ -153,17 +229,19 @@ def email_send(
     outgoing: OutgoingEmail,
     requested_provider: ProviderConfig | None = None,
     idempotency_key: str = "",
+    fingerprint: str = "",
 ) -> SendResult:
-    """Validate, store and deliver one email synchronously."""
-    with transaction.atomic():
-        email = email_create(
-            account=account,
-            outgoing=outgoing,
-            requested_provider=requested_provider,
-            idempotency_key=idempotency_key,
-        )
-    delivery = email_deliver(email=email)
-    return SendResult(email=email, delivery=delivery)
+    """Validate, store and deliver one email synchronously (or replay an idempotent request)."""
+    email, created = email_create(
+        account=account,
+        outgoing=outgoing,
+        requested_provider=requested_provider,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+    )
+    if not created:
+        return SendResult(email=email, delivery=None, replayed=True)
+    return SendResult(email=email, delivery=email_deliver(email=email))
 
 
 class _LazyProvider:
