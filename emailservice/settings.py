@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "mailer.middleware.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -139,6 +140,8 @@ BREAKER_THRESHOLD = env_int("BREAKER_THRESHOLD", 3)
 BREAKER_RESET_SECONDS = env_float("BREAKER_RESET_SECONDS", 60.0)
 MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
 MAX_RECIPIENTS = env_int("MAX_RECIPIENTS", 50)
+# Bodies are refused from Content-Length first (mailer.middleware); this caps what Django reads.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_MESSAGE_BYTES
 LIST_CACHE_SECONDS = env_int("LIST_CACHE_SECONDS", 3600)
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/minute")
 ALLOW_PRIVATE_PROVIDER_HOSTS = env_bool("ALLOW_PRIVATE_PROVIDER_HOSTS", False)

@@ -75,3 +75,42 @@ def _quiet_smtp_server_logs():
     import logging
 
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+class ApiClient:
+    """The Django test client with an account's bearer token on every request."""
+
+    def __init__(self, client, account) -> None:
+        from mailer.services import token_create
+
+        self.client = client
+        self.account = account
+        self.token, self.raw_token = token_create(account=account, name="tests")
+
+    def _auth(self, headers: dict | None) -> dict:
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.raw_token}", **(headers or {})}
+
+    def get(self, path: str, data: dict | None = None, headers: dict | None = None):
+        return self.client.get(path, data or {}, **self._auth(headers))
+
+    def post(self, path: str, payload=None, headers: dict | None = None):
+        import json
+
+        body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload or {})
+        return self.client.post(path, body, content_type="application/json", **self._auth(headers))
+
+    def patch(self, path: str, payload, headers: dict | None = None):
+        import json
+
+        return self.client.patch(
+            path, json.dumps(payload), content_type="application/json", **self._auth(headers)
+        )
+
+    def delete(self, path: str, headers: dict | None = None):
+        return self.client.delete(path, **self._auth(headers))
+
+
+@pytest.fixture
+def api(client, account, db) -> ApiClient:
+    """An API client authenticated as `account`."""
+    return ApiClient(client, account)

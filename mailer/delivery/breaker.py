@@ -9,9 +9,12 @@ and `delete_many`, which every Django cache backend provides atomically enough f
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.cache.backends.base import BaseCache
 
@@ -20,9 +23,30 @@ logger = logging.getLogger("mailer.delivery")
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half-open"
+UNKNOWN = "unknown"  # the cache holding the state is unreachable
 
 # Counters of a provider that stops being used should not live forever.
 _STATE_TTL = 7 * 24 * 3600
+
+
+def _fail_open(fallback: Callable[..., Any]) -> Callable:
+    """If the cache is unreachable, log it and answer as if the circuit were closed: mail must
+    still go out when Redis is down, only without the breaker's protection."""
+
+    def decorate(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def wrapper(self, key: str, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, key, *args, **kwargs)
+            except Exception:
+                logger.warning(
+                    "circuit %s: cache unreachable, %s skipped", key, method.__name__, exc_info=True
+                )
+                return fallback(key)
+
+        return wrapper
+
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,11 @@ class CircuitBreaker:
         base = f"breaker:{key}"
         return f"{base}:fails", f"{base}:open_until", f"{base}:probe", f"{base}:last_error"
 
+    @_fail_open(
+        lambda key: CircuitState(
+            UNKNOWN, 0, None, "circuit state unavailable: the cache is unreachable", None
+        )
+    )
     def state(self, key: str, *, now: float | None = None) -> CircuitState:
         fails_key, open_key, _, error_key = self._keys(key)
         values = self.cache.get_many([fails_key, open_key, error_key])
@@ -70,6 +99,7 @@ class CircuitBreaker:
             state, int(values.get(fails_key) or 0), open_until, last_error, last_error_at
         )
 
+    @_fail_open(lambda key: True)
     def allow(self, key: str) -> bool:
         """May a request go to this provider now? In half-open state only one caller gets True."""
         _, open_key, probe_key, _ = self._keys(key)
@@ -80,10 +110,12 @@ class CircuitBreaker:
             return False
         return bool(self.cache.add(probe_key, time.time(), timeout=self.probe_seconds))
 
+    @_fail_open(lambda key: None)
     def record_success(self, key: str) -> None:
         fails_key, open_key, probe_key, _ = self._keys(key)
         self.cache.delete_many([fails_key, open_key, probe_key])
 
+    @_fail_open(lambda key: False)
     def record_failure(self, key: str, *, error: str, trip_now: bool = False) -> bool:
         """Count one failure; return True if this failure opened the circuit."""
         fails_key, open_key, probe_key, error_key = self._keys(key)
@@ -110,6 +142,7 @@ class CircuitBreaker:
         )
         return True
 
+    @_fail_open(lambda key: None)
     def reset(self, key: str) -> None:
         fails_key, open_key, probe_key, error_key = self._keys(key)
         self.cache.delete_many([fails_key, open_key, probe_key, error_key])
