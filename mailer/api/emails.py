@@ -13,7 +13,7 @@ from mailer.services import IdempotencyConflict, email_send
 from mailer.validation import Attachment, InvalidEmail, OutgoingEmail, decode_base64
 
 from .problems import problem
-from .schemas import EmailIn, EmailOut, EmailPage, EmailStatusName, Problem
+from .schemas import DbId, EmailIn, EmailOut, EmailPage, EmailStatusName, Problem
 
 router = Router(tags=["emails"])
 
@@ -114,10 +114,10 @@ def send_email(
 
 
 class ListFilters(Schema):
-    page: int = NinjaField(1, ge=1)
+    page: int = NinjaField(1, ge=1, le=10_000_000)
     page_size: int = NinjaField(10, ge=1, le=100)
     status: EmailStatusName | None = None
-    provider: int | None = NinjaField(None, description="Only emails sent via this provider id")
+    provider: DbId | None = NinjaField(None, description="Only emails sent via this provider id")
 
 
 def _page_url(request, page: int) -> str:
@@ -149,7 +149,7 @@ def list_emails(request, filters: Query[ListFilters]):
 @router.get(
     "/emails/{email_id}", response={200: EmailOut, **ERRORS}, summary="One email", by_alias=True
 )
-def get_email(request, email_id: int):
+def get_email(request, email_id: DbId):
     """One email with every delivery attempt."""
     try:
         email = selectors.email_get(account=request.account, email_id=email_id)

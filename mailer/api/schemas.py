@@ -1,11 +1,13 @@
 """Request and response shapes of the API (pydantic, through django-ninja)."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 from pydantic import ConfigDict, field_validator
 
+# Ids are 64-bit in every database we run on; larger numbers are a 422, not a database error.
+DbId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 EmailStatusName = Literal["queued", "sending", "sent", "failed"]
 Outcome = Literal["sent", "rejected", "provider_error", "ambiguous", "skipped"]
 
@@ -34,7 +36,7 @@ class EmailIn(Schema):
     text: str = ""
     html: str = ""
     attachments: list[AttachmentIn] = Field([], max_length=100)
-    provider: int | str | None = Field(
+    provider: DbId | str | None = Field(
         None, description="Provider to try first: its id, name or kind; default: by priority."
     )
     headers: dict[str, str] = {}
