@@ -37,7 +37,8 @@ class RequestSizeLimitMiddleware:
             }
             content_type = "application/problem+json"
         else:  # the original contract's JSON shape
-            body, content_type = {"message": detail, "status": 413}, "application/json"
+            body = {"message": detail, "errors": {"message": [detail]}, "status": 413}
+            content_type = "application/json"
         response = HttpResponse(json.dumps(body), status=413, content_type=content_type)
         response["Connection"] = "close"  # we did not read the body; don't reuse the socket
         return response

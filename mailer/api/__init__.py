@@ -5,6 +5,7 @@ from ninja import NinjaAPI
 from . import problems
 from .auth import BearerToken, JsonOnlyParser
 from .emails import router as emails_router
+from .providers import router as providers_router
 
 api = NinjaAPI(
     title="emailservice API",
@@ -19,3 +20,4 @@ api = NinjaAPI(
 )
 problems.install(api)
 api.add_router("/", emails_router)
+api.add_router("/", providers_router)

@@ -8,6 +8,7 @@ from django.http import Http404, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
+from mailer.provider_settings import ProviderSettingsError
 from mailer.ratelimit import RateLimited
 from mailer.validation import InvalidEmail
 
@@ -74,15 +75,18 @@ def install(api: NinjaAPI) -> None:
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         return problem(422, f"Invalid fields: {fields}.", errors=errors)
 
-    @api.exception_handler(InvalidEmail)
-    def invalid_email(request, exc: InvalidEmail):
+    def invalid_fields(request, exc: InvalidEmail | ProviderSettingsError):
         errors = [
             {"field": field, "message": message}
             for field, messages in exc.errors.items()
             for message in messages
         ]
-        status = 413 if exc.status == 413 else 422
+        # The API says 422 for invalid fields (the original contract's 400 is legacy-only).
+        status = exc.status if exc.status in (409, 413) else 422
         return problem(status, str(exc), errors=errors)
+
+    api.add_exception_handler(InvalidEmail, invalid_fields)
+    api.add_exception_handler(ProviderSettingsError, invalid_fields)
 
     @api.exception_handler(AuthenticationError)
     def unauthorized(request, exc: AuthenticationError):

@@ -118,3 +118,102 @@ class Problem(Schema):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+
+
+# Providers ------------------------------------------------------------------------------------
+
+CircuitStateName = Literal["closed", "open", "half-open", "unknown"]
+_KINDS_HELP = "smtp, ses or sendgrid (mailgun and mandrill are planned)."
+_SETTINGS_HELP = (
+    "Plain settings of the kind: smtp {host, port (587), security (starttls|ssl|none)}; "
+    "ses {region, endpoint_url?}; sendgrid {host?}."
+)
+_SECRETS_HELP = (
+    "Write-only, stored encrypted, never returned: smtp {username, password}; "
+    "ses {access_key_id, secret_access_key}; sendgrid {api_key}."
+)
+
+
+class CircuitOut(Schema):
+    state: CircuitStateName = Field(description="'unknown' only while the cache is unreachable.")
+    consecutive_failures: int
+    last_error: str
+    last_error_at: datetime | None
+    open_until: datetime | None
+
+
+class ProviderIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    # Plain strings and dicts: mailer.provider_settings checks them and names each bad field.
+    kind: str = Field(max_length=20, description=_KINDS_HELP, examples=["smtp"])
+    name: str = Field(max_length=100, examples=["Gmail"])
+    priority: int | None = Field(
+        None, description="Failover order, lowest first; default: after the last one."
+    )
+    enabled: bool = True
+    settings: dict[str, Any] = Field(
+        {},
+        description=_SETTINGS_HELP,
+        examples=[{"host": "smtp.gmail.com", "port": 587, "security": "starttls"}],
+    )
+    secrets: dict[str, Any] = Field(
+        {},
+        description=_SECRETS_HELP,
+        examples=[{"username": "me@gmail.com", "password": "app-password"}],
+    )
+
+
+class ProviderPatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str | None = Field(None, description="Can't change; accepted if it is the same.")
+    name: str | None = Field(None, max_length=100)
+    priority: int | None = None
+    enabled: bool | None = None
+    settings: dict[str, Any] | None = Field(
+        None, description="The complete new settings (defaults fill what is left out)."
+    )
+    secrets: dict[str, Any] | None = Field(
+        None, description='Merged into the stored secrets; "" or null removes one.'
+    )
+
+
+class ProviderOut(Schema):
+    id: int
+    kind: str
+    name: str
+    priority: int
+    enabled: bool
+    settings: dict[str, Any]
+    secrets_set: list[str] = Field(description="Names of the secrets stored, never values.")
+    circuit: CircuitOut
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProviderList(Schema):
+    count: int
+    results: list[ProviderOut] = Field(description="In failover order: priority, then id.")
+
+
+class ProviderTestIn(Schema):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: str | None = Field(None, max_length=320, description="Default: the account's email.")
+    from_: str | None = Field(
+        None, alias="from", max_length=320, description="Default: the site's DEFAULT_FROM_EMAIL."
+    )
+
+
+class ProviderTestOut(Schema):
+    model_config = ConfigDict(populate_by_name=True)
+
+    outcome: Outcome
+    error_code: str
+    error_message: str
+    provider_message_id: str
+    duration_ms: int
+    to: str
+    from_: str = Field(alias="from")
+    circuit: CircuitOut

@@ -2,7 +2,14 @@
 
 from .emails import email_detail, email_get, email_list
 from .health import system_health
-from .providers import circuit_dict, provider_choices, provider_resolve
+from .providers import (
+    circuit_dict,
+    provider_choices,
+    provider_detail,
+    provider_get,
+    provider_list,
+    provider_resolve,
+)
 
 __all__ = [
     "circuit_dict",
@@ -10,6 +17,9 @@ __all__ = [
     "email_get",
     "email_list",
     "provider_choices",
+    "provider_detail",
+    "provider_get",
+    "provider_list",
     "provider_resolve",
     "system_health",
 ]

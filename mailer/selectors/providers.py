@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from mailer.delivery.breaker import CircuitState
+from mailer.delivery.breaker import CircuitBreaker, CircuitState
 from mailer.models import ProviderConfig
+
+logger = logging.getLogger("mailer.selectors")
+
+# Ids the database can hold: a larger one can't exist, and SQLite would raise for it.
+_MAX_ID = 2**63 - 1
 
 
 def provider_resolve(*, account, ref: int | str) -> ProviderConfig | None:
@@ -38,4 +44,46 @@ def circuit_dict(state: CircuitState) -> dict[str, Any]:
         "last_error": state.last_error,
         "last_error_at": when(state.last_error_at),
         "open_until": when(state.open_until),
+    }
+
+
+def provider_list(*, account) -> list[ProviderConfig]:
+    """The account's providers in failover order: ascending priority, then id."""
+    return list(ProviderConfig.objects.filter(account=account).order_by("priority", "id"))
+
+
+def provider_get(*, account, provider_id: int) -> ProviderConfig:
+    """One provider of this account; ProviderConfig.DoesNotExist for any other id."""
+    if not 0 < provider_id <= _MAX_ID:
+        raise ProviderConfig.DoesNotExist
+    return ProviderConfig.objects.select_related("account").get(account=account, pk=provider_id)
+
+
+def _circuit(config: ProviderConfig, breaker: CircuitBreaker) -> dict[str, Any]:
+    try:
+        return circuit_dict(breaker.state(config.breaker_key))
+    except Exception:  # the cache is down: show the provider anyway
+        logger.exception("cache unreachable: circuit state of provider %s unknown", config.pk)
+        return {
+            "state": "unknown",
+            "consecutive_failures": 0,
+            "last_error": "",
+            "last_error_at": None,
+            "open_until": None,
+        }
+
+
+def provider_detail(config: ProviderConfig, *, breaker: CircuitBreaker) -> dict[str, Any]:
+    """A provider as pages and the API show it: settings, secret names only, circuit state."""
+    return {
+        "id": config.pk,
+        "kind": config.kind,
+        "name": config.name,
+        "priority": config.priority,
+        "enabled": config.enabled,
+        "settings": config.settings,
+        "secrets_set": sorted(config.secret_names),
+        "circuit": _circuit(config, breaker),
+        "created_at": config.created_at,
+        "updated_at": config.updated_at,
     }

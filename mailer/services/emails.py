@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from mailer import listcache
 from mailer.compose import build_message
-from mailer.delivery.failover import Attempt, Candidate, Delivery, deliver
+from mailer.delivery.failover import Attempt, Delivery, deliver
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 from mailer.validation import OutgoingEmail, validate
 
-from .providers import breaker, provider_pool
+from .providers import breaker, candidate_for
 
 logger = logging.getLogger("mailer.services")
 
@@ -177,16 +177,7 @@ def email_deliver(*, email: Email) -> Delivery:
         if email.requested_provider and email.requested_provider.enabled
         else None,
     )
-    candidates = []
-    for config in configs:
-        candidates.append(
-            Candidate(
-                key=config.breaker_key,
-                label=config.label,
-                provider=_LazyProvider(config),
-                ref=config,
-            )
-        )
+    candidates = [candidate_for(config) for config in configs]
     delivery = deliver(
         build_message(email),
         candidates,
@@ -242,14 +233,3 @@ def email_send(
     if not created:
         return SendResult(email=email, delivery=None, replayed=True)
     return SendResult(email=email, delivery=email_deliver(email=email))
-
-
-class _LazyProvider:
-    """Builds (or fetches) the pooled provider only when the breaker lets an attempt through,
-    so a skipped provider costs no decryption and a broken config fails as an attempt."""
-
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-
-    def send(self, message) -> str:
-        return provider_pool.get(self.config).send(message)

@@ -1,0 +1,149 @@
+"""/api/v1/providers: the account's provider configs (secrets write-only) and a test send."""
+
+from django.conf import settings
+from django.http import Http404, HttpResponse
+from ninja import Router, Status
+
+from mailer.models import ProviderConfig
+from mailer.selectors.providers import provider_detail, provider_get, provider_list
+from mailer.services.providers import (
+    breaker,
+    provider_config_add,
+    provider_config_change,
+    provider_config_delete,
+    provider_test_send,
+)
+from mailer.validation import check_address
+
+from .problems import problem
+from .schemas import (
+    DbId,
+    Problem,
+    ProviderIn,
+    ProviderList,
+    ProviderOut,
+    ProviderPatch,
+    ProviderTestIn,
+    ProviderTestOut,
+)
+
+router = Router(tags=["providers"])
+
+ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 415: Problem, 422: Problem,
+          429: Problem}  # fmt: skip
+
+
+def _config(request, provider_id: DbId) -> ProviderConfig:
+    try:
+        return provider_get(account=request.account, provider_id=provider_id)
+    except ProviderConfig.DoesNotExist:
+        raise Http404 from None
+
+
+@router.get(
+    "/providers", response={200: ProviderList, **ERRORS}, summary="List providers", by_alias=True
+)
+def list_providers(request):
+    """The account's providers in failover order (ascending `priority`, then id)."""
+    configs = provider_list(account=request.account)
+    circuit_breaker = breaker()
+    return {
+        "count": len(configs),
+        "results": [provider_detail(c, breaker=circuit_breaker) for c in configs],
+    }
+
+
+@router.post(
+    "/providers",
+    response={201: ProviderOut, **ERRORS},
+    summary="Add a provider",
+    by_alias=True,
+)
+def create_provider(request, response: HttpResponse, payload: ProviderIn):
+    """Add a provider. `secrets` are stored encrypted and never returned: `secrets_set` lists
+    their names. 422 names each bad field (e.g. `settings.host`); 409 if the name is taken.
+    Hosts must be public addresses (or names resolving only to public addresses)."""
+    config = provider_config_add(account=request.account, **payload.model_dump())
+    response["Location"] = request.build_absolute_uri(f"{request.path.rstrip('/')}/{config.pk}")
+    return Status(201, provider_detail(config, breaker=breaker()))
+
+
+@router.get(
+    "/providers/{provider_id}",
+    response={200: ProviderOut, **ERRORS},
+    summary="One provider",
+    by_alias=True,
+)
+def get_provider(request, provider_id: DbId):
+    """One provider with its circuit state; never its secrets."""
+    return provider_detail(_config(request, provider_id), breaker=breaker())
+
+
+@router.patch(
+    "/providers/{provider_id}",
+    response={200: ProviderOut, **ERRORS},
+    summary="Change a provider",
+    by_alias=True,
+)
+def update_provider(request, provider_id: DbId, payload: ProviderPatch):
+    """Change the fields given. `settings` replaces all settings of the kind (defaults fill the
+    rest); `secrets` merge into the stored ones, and `""` or `null` removes one (required ones
+    can't be removed). The kind can't change. Any change closes the provider's circuit."""
+    config = _config(request, provider_id)
+    config = provider_config_change(config=config, **payload.model_dump(exclude_unset=True))
+    return provider_detail(config, breaker=breaker())
+
+
+@router.delete(
+    "/providers/{provider_id}", response={204: None, **ERRORS}, summary="Remove a provider"
+)
+def delete_provider(request, provider_id: DbId):
+    """Remove a provider. Emails sent through it keep their history (without the link)."""
+    provider_config_delete(config=_config(request, provider_id))
+    return Status(204, None)
+
+
+@router.post(
+    "/providers/{provider_id}/test",
+    response={200: ProviderTestOut, **ERRORS},
+    summary="Send a test message",
+    by_alias=True,
+)
+def test_provider(request, provider_id: DbId, payload: ProviderTestIn | None = None):
+    """Send a short test message through this provider only: no failover, nothing stored.
+
+    The answer is 200 whenever the test ran, also when the provider failed: `outcome` is then
+    `provider_error` (or `rejected`, `ambiguous`) with `error_code` and `error_message`.
+    The attempt counts for the provider's circuit like a real one; an open circuit does not
+    stop the test. `to` defaults to the account's email, `from` to the site's sender.
+    """
+    config = _config(request, provider_id)
+    payload = payload or ProviderTestIn()
+    to = payload.to or request.account.email
+    from_email = payload.from_ or settings.DEFAULT_FROM_EMAIL
+    if not to:
+        return problem(
+            422,
+            "Your account has no email address: give `to`, the address to send the test to.",
+            errors=[{"field": "to", "message": "is required: the account has no email."}],
+        )
+    errors = [
+        {"field": field, "message": message}
+        for field, value in (("to", to), ("from", from_email))
+        if (message := check_address(value))
+    ]
+    if errors:
+        return problem(
+            422, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
+        )
+    attempt = provider_test_send(config=config, to=to, from_email=from_email)
+    return {
+        "outcome": attempt.outcome,
+        "error_code": attempt.code,
+        "error_message": attempt.message,
+        "provider_message_id": attempt.message_id,
+        "duration_ms": round(attempt.duration * 1000),
+        "to": to,
+        "from": from_email,
+        "circuit": provider_detail(config, breaker=breaker())["circuit"],
+    }

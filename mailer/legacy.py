@@ -1,0 +1,274 @@
+"""The original service's HTTP contract, kept for old clients: /send_email/, /view_sent_emails/."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from email.utils import getaddresses
+from typing import Any
+from urllib import parse
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from mailer import selectors
+from mailer.models import ApiToken, Email, EmailStatus, ProviderConfig, ProviderKind
+from mailer.ratelimit import RateLimited, check_rate
+from mailer.services import email_send, failover_order, token_authenticate
+from mailer.validation import InvalidEmail, OutgoingEmail, validate
+
+PAGE_SIZE = 10
+# The original's sent_via choices, and what it called each provider kind in its answers.
+SENT_VIA_KINDS = {"1": ProviderKind.SES, "2": ProviderKind.SMTP, "3": ProviderKind.SENDGRID}
+LEGACY_NAMES = {
+    ProviderKind.SES: "amazon_SES",
+    ProviderKind.SMTP: "google_SMTP",
+    ProviderKind.SENDGRID: "send_grid",
+}
+# Our validation's field names -> the names the original's clients send and read back.
+LEGACY_FIELDS = {"from": "from_email", "to": "to_email", "text": "body_text"}
+_DIGITS = re.compile(r"^[0-9]{1,9}$")
+_NAME_SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
+
+
+def _answer(status: int, message: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"message": message, "status": status, **extra}, status=status)
+
+
+def _invalid(errors: dict[str, list[str]], status: int = 400) -> JsonResponse:
+    legacy = {LEGACY_FIELDS.get(name, name): messages for name, messages in errors.items()}
+    message = "The email is too large." if status == 413 else "The email is invalid; see errors."
+    return _answer(status, message, errors=legacy)
+
+
+def _authenticate(request: HttpRequest, raw: str) -> ApiToken | JsonResponse:
+    """The request's active token (its rate limit counted), or the answer refusing it."""
+    if not raw:
+        return _answer(403, "Token is missing !!")
+    token = token_authenticate(raw=raw)
+    if token is None:
+        return _answer(403, "invalid token !!")
+    try:
+        check_rate(request, token)
+    except RateLimited as exc:
+        response = _answer(
+            429,
+            f"Rate limit of {settings.API_RATE_LIMIT} requests per token exceeded; "
+            f"retry in {exc.retry_after} seconds.",
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    return token
+
+
+def _raw_token(request: HttpRequest, fields: QueryDict) -> str:
+    """TOKEN where the original took it (the form of a POST, the query of a GET), else a bearer
+    header, which keeps the token out of URLs and server logs."""
+    raw = (fields.get("TOKEN") or "").strip()
+    if raw:
+        return raw
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
+def _form(request: HttpRequest) -> QueryDict:
+    """The posted fields. The original was a DRF view, which also took JSON; so do we."""
+    if request.content_type != "application/json":
+        return request.POST
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise InvalidEmail({"body": ["The body is not a JSON object."]})
+    fields = QueryDict(mutable=True)
+    for name, value in data.items():
+        for item in value if isinstance(value, list) else [value]:
+            fields.appendlist(name, "" if item is None else str(item))
+    return fields
+
+
+def _address(name: str, addr: str) -> str:
+    if not name:
+        return addr
+    if _NAME_SPECIALS.search(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{addr}>"
+
+
+def _recipients(values: list[str]) -> list[str]:
+    """to_email as one address or a comma-separated list (the field may also repeat)."""
+    recipients = []
+    for value in values:
+        pairs = [pair for pair in getaddresses([value]) if pair != ("", "")]
+        if len(pairs) <= 1:
+            # One address (or none parsed): validation judges the text exactly as it was sent.
+            if value.strip():
+                recipients.append(value.strip())
+            continue
+        recipients.extend(_address(name, addr) for name, addr in pairs)
+    return recipients
+
+
+def _kind_label(kind: str) -> str:
+    return ProviderKind(kind).label if kind in ProviderKind.values else kind
+
+
+def _requested_provider(account, value: str) -> ProviderConfig | None:
+    """sent_via: the account's first enabled provider of that kind; InvalidEmail otherwise."""
+    value = value.strip()
+    if not value:
+        return None
+    kind = SENT_VIA_KINDS.get(value)
+    if kind is None:
+        raise InvalidEmail(
+            {
+                "sent_via": [
+                    f"{value!r} is not a valid choice; use 1 (Amazon SES), 2 (SMTP), "
+                    "3 (SendGrid), or leave it blank for the account's default order."
+                ]
+            }
+        )
+    configs = failover_order(account=account)
+    chosen = next((config for config in configs if config.kind == kind), None)
+    if chosen is None:
+        numbers = {kind: number for number, kind in SENT_VIA_KINDS.items()}
+        configured = ", ".join(
+            f"{_kind_label(c.kind)} {c.name!r}"
+            + (f" (sent_via={numbers[c.kind]})" if c.kind in numbers else "")
+            for c in configs
+        )
+        raise InvalidEmail(
+            {
+                "sent_via": [
+                    f"No {_kind_label(kind)} provider is configured for this account; "
+                    f"configured: {configured or 'none'}."
+                ]
+            }
+        )
+    return chosen
+
+
+def _outgoing(fields: QueryDict) -> OutgoingEmail:
+    return OutgoingEmail(
+        from_email=fields.get("from_email", ""),
+        to=_recipients(fields.getlist("to_email")),
+        subject=fields.get("subject", ""),
+        text=fields.get("body_text", ""),
+    )
+
+
+def _sent_answer(email: Email) -> JsonResponse:
+    if email.status == EmailStatus.SENT:
+        via = LEGACY_NAMES.get(email.sent_via_kind, email.sent_via_kind)
+        return _answer(200, f"Email sent successfully via {via}", id=email.pk, sent_via=via)
+    if email.status == EmailStatus.FAILED:
+        reason = email.failure_reason
+        return _answer(
+            502, f"Email could not be sent: {reason}", id=email.pk, failure_reason=reason
+        )
+    return _answer(202, "Email accepted for delivery", id=email.pk)
+
+
+@csrf_exempt  # authenticated by its token, never by a cookie
+@require_http_methods(["POST"])
+def send_email(request: HttpRequest) -> JsonResponse:
+    """Send one email: 200 sent, 502 every provider failed, 400/413 invalid, 403, 429."""
+    try:
+        fields = _form(request)
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return _invalid({"message": [f"The request body is over {limit} bytes."]}, status=413)
+    except MultiPartParserError as exc:
+        return _invalid({"body": [f"The multipart body could not be read: {exc}"]})
+    except InvalidEmail as exc:
+        return _invalid(exc.errors, exc.status)
+    token = _authenticate(request, _raw_token(request, fields))
+    if isinstance(token, JsonResponse):
+        return token
+    outgoing = _outgoing(fields)
+    try:
+        requested = _requested_provider(token.account, fields.get("sent_via", ""))
+    except InvalidEmail as exc:
+        errors = dict(exc.errors)
+        try:  # name every bad field at once, not only sent_via
+            validate(outgoing)
+        except InvalidEmail as more:
+            errors = {**more.errors, **errors} if more.status == 400 else errors
+        return _invalid(errors)
+    try:
+        result = email_send(account=token.account, outgoing=outgoing, requested_provider=requested)
+    except InvalidEmail as exc:
+        return _invalid(exc.errors, exc.status)
+    return _sent_answer(result.email)
+
+
+# Listing --------------------------------------------------------------------------------------
+
+
+def _created(value: datetime) -> str:
+    # Django REST Framework's DateTimeField output: ISO 8601, UTC written as "Z".
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _row(summary: dict[str, Any]) -> dict[str, Any]:
+    via = summary["sent_via"]
+    return {
+        "id": summary["id"],
+        "from_email": summary["from"],
+        "to_email": ", ".join(summary["to"]),
+        "subject": summary["subject"],
+        "body_text": summary["text"],
+        "sent_via": LEGACY_NAMES.get(via["kind"], via["kind"]) if via else None,
+        "created": _created(summary["created_at"]),
+        "status": summary["status"],
+    }
+
+
+def _page_link(request: HttpRequest, page: int) -> str:
+    """As DRF's PageNumberPagination: the same URL with page replaced (dropped for page 1)."""
+    scheme, netloc, path, query, fragment = parse.urlsplit(request.build_absolute_uri())
+    params = parse.parse_qs(query, keep_blank_values=True)
+    params.pop("page", None)
+    if page > 1:
+        params["page"] = [str(page)]
+    query = parse.urlencode(sorted(params.items()), doseq=True)
+    return parse.urlunsplit((scheme, netloc, path, query, fragment))
+
+
+def _invalid_page() -> JsonResponse:
+    return JsonResponse({"detail": "Invalid page."}, status=404)
+
+
+@require_http_methods(["GET", "HEAD"])
+def view_sent_emails(request: HttpRequest) -> JsonResponse:
+    """The account's emails, newest first, 10 a page, paginated as the original DRF view was."""
+    token = _authenticate(request, _raw_token(request, request.GET))
+    if isinstance(token, JsonResponse):
+        return token
+    wanted = request.GET.get("page", "1")
+    if wanted != "last" and not _DIGITS.match(wanted):
+        return _invalid_page()
+    page = 1 if wanted == "last" else int(wanted)
+    data = selectors.email_list(account_id=token.account_id, page=page, page_size=PAGE_SIZE)
+    pages = max(1, -(-data["count"] // PAGE_SIZE))
+    if wanted == "last" and page != pages:
+        page = pages
+        data = selectors.email_list(account_id=token.account_id, page=page, page_size=PAGE_SIZE)
+    if not 1 <= page <= pages:
+        return _invalid_page()
+    return JsonResponse(
+        {
+            "count": data["count"],
+            "next": _page_link(request, page + 1) if page < pages else None,
+            "previous": _page_link(request, page - 1) if page > 1 else None,
+            "results": [_row(summary) for summary in data["results"]],
+        }
+    )

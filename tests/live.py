@@ -1,0 +1,125 @@
+"""Start the real app (bin/run-local, what `make run` runs) on free ports for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fakes.smtp import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def clean_env(tmp_path: Path, port: int, sink_port: int) -> dict[str, str]:
+    """Only what a person's shell has: none of the test settings' variables leak in."""
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "ENV_FILE": str(tmp_path / ".env"),
+        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "PORT": str(port),
+        "SINK_PORT": str(sink_port),
+    }
+
+
+def _read_lines(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line.rstrip("\n"))
+
+
+@dataclass
+class LiveApp:
+    """A running bin/run-local: its process, environment, ports and the demo API token."""
+
+    process: subprocess.Popen
+    env: dict[str, str]
+    port: int
+    sink_port: int
+    lines: queue.Queue = field(default_factory=queue.Queue)
+    seen: list[str] = field(default_factory=list)
+    login: str = ""
+    token: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_for(self, text: str, timeout: float = 90) -> str:
+        """The first line of output (from now on) containing text."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} never printed; output so far:\n" + "\n".join(self.seen))
+
+    def manage(self, code: str) -> str:
+        """Run Python in `manage.py shell` against the app's database and settings."""
+        return subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+
+
+def process_group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def running_app(tmp_path: Path) -> Iterator[LiveApp]:
+    """bin/run-local serving on free ports; stopped with Ctrl-C (SIGINT to its group) after."""
+    port, sink_port = free_port(), free_port()
+    env = clean_env(tmp_path, port, sink_port)
+    process = subprocess.Popen(
+        [sys.executable, "bin/run-local"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    app = LiveApp(process=process, env=env, port=port, sink_port=sink_port)
+    threading.Thread(target=_read_lines, args=(process.stdout, app.lines), daemon=True).start()
+    try:
+        app.login = app.wait_for("Demo login:")
+        app.token = app.wait_for("Demo API token:").split()[-1]
+        app.wait_for("Listening at:")
+        yield app
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        process.wait(timeout=30)
+    except ProcessLookupError:
+        pass  # it had already exited; the test says why
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # never leave a server behind; the test fails
+        process.wait(timeout=10)
+        raise
+    time.sleep(0.5)  # let the group's last members exit before callers look for leftovers
