@@ -53,12 +53,14 @@ def test_twenty_parallel_identical_posts_send_exactly_once(live):
     assert status == 201 and body["id"] in ids
 
 
-def fuzz_operation(operation, token: str) -> None:
-    """Up to 40 generated requests for one operation, each checked against the schema."""
+def fuzz_operation(operation, token: str) -> int:
+    """Up to 150 generated requests for one operation, each checked against the schema;
+    returns how many were made."""
+    calls = []
 
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=40,
+        max_examples=150,
         deadline=None,
         derandomize=True,
         database=None,
@@ -66,6 +68,7 @@ def fuzz_operation(operation, token: str) -> None:
         phases=[Phase.explicit, Phase.generate],
     )
     def run(case) -> None:
+        calls.append(case)
         case.call_and_validate(
             headers={"Authorization": f"Bearer {token}"},
             checks=[not_a_server_error, response_schema_conformance, status_code_conformance],
@@ -73,16 +76,20 @@ def fuzz_operation(operation, token: str) -> None:
         )
 
     run()
+    return len(calls)
 
 
 def test_fuzzed_requests_get_no_5xx_and_match_the_schema(live):
     schema = schemathesis.openapi.from_url(f"{live.url}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 3
-    failures = []
+    failures, calls = [], {}
     for operation in operations:
+        name = f"{operation.method.upper()} {operation.path}"
         try:
-            fuzz_operation(operation, live.tokens["alice"])
+            calls[name] = fuzz_operation(operation, live.tokens["alice"])
         except Exception as exc:  # collect every operation's failure, then report them all
-            failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
+            failures.append(f"{name}: {exc}")
     assert not failures, "\n\n".join(failures)
+    print("fuzzed requests per operation:", calls)
+    assert all(count >= 10 for count in calls.values()), calls

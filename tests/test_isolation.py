@@ -1,0 +1,85 @@
+"""Tenant isolation: account B tries every endpoint on account A's objects and never gets in."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import ApiClient
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def victim(api, add_provider, smtp_sink):
+    provider = add_provider("smtp", name="a-sink", settings={
+        "host": "127.0.0.1", "port": smtp_sink.port, "security": "none"})  # fmt: skip
+    email_id = api.post(
+        "/api/v1/emails",
+        {
+            "from": "a@example.com",
+            "to": "x@example.org",
+            "subject": "A's secret",
+            "text": "private",
+        },
+    ).json()["id"]
+    return {"provider_id": provider.pk, "email_id": email_id}
+
+
+def operations(client) -> list[tuple[str, str]]:
+    schema = client.get("/api/v1/openapi.json").json()
+    return [
+        (method, path) for path, item in schema["paths"].items() for method in item if "{" in path
+    ]
+
+
+def test_every_api_endpoint_with_an_id_is_404_for_another_account(
+    client, victim, other_account, smtp_sink
+):
+    intruder = ApiClient(client, other_account)
+    ops = operations(client)
+    assert {path for _, path in ops} >= {
+        "/api/v1/emails/{email_id}",
+        "/api/v1/providers/{provider_id}",
+        "/api/v1/providers/{provider_id}/test",
+    }
+    for method, path in ops:
+        url = re.sub(r"\{(\w+)\}", lambda m: str(victim[m.group(1)]), path)
+        if method == "get":
+            response = intruder.get(url)
+        elif method == "delete":
+            response = intruder.delete(url)
+        elif method == "patch":
+            response = intruder.patch(url, {"name": "stolen"})
+        else:
+            response = intruder.post(url, {"to": "intruder@example.org"})
+        assert response.status_code == 404, (method, path, response.content)
+        assert b"A's secret" not in response.content and b"a-sink" not in response.content
+    # Nothing changed hands and nothing was sent on A's provider by B.
+    assert len(smtp_sink.received) == 1
+
+
+def test_lists_and_sends_never_reach_another_account(
+    client, api, victim, other_account, add_provider, smtp_server
+):
+    intruder = ApiClient(client, other_account)
+    assert intruder.get("/api/v1/emails").json()["count"] == 0
+    assert intruder.get("/api/v1/providers").json()["count"] == 0
+    # Naming A's provider in B's send is an unknown provider, not a way to borrow it.
+    response = intruder.post(
+        "/api/v1/emails",
+        {
+            "from": "b@example.com",
+            "to": "y@example.org",
+            "subject": "Hi",
+            "text": "Hi",
+            "provider": victim["provider_id"],
+        },
+    )
+    assert response.status_code == 422
+    assert "a-sink" not in response.content.decode()
+    # The original contract: B's token lists only B's emails.
+    listing = client.get("/view_sent_emails/", {"TOKEN": intruder.raw_token}).json()
+    assert listing["count"] == 0
+    assert client.get("/view_sent_emails/", {"TOKEN": api.raw_token}).json()["count"] == 1
