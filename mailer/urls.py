@@ -1,6 +1,6 @@
-"""URLs of the mailer app."""
+"""URLs of the mailer app: health, the original contract, and the pages."""
 
-from django.urls import path
+from django.urls import include, path
 
 from . import legacy, views
 
@@ -8,4 +8,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("send_email/", legacy.send_email, name="legacy-send-email"),
     path("view_sent_emails/", legacy.view_sent_emails, name="legacy-view-sent-emails"),
+    path("", include("mailer.web.urls_main")),
+    path("", include("mailer.web.urls_settings")),
 ]

@@ -8,7 +8,12 @@ from django.core.cache import cache
 from mailer import services
 from mailer.validation import OutgoingEmail
 
-pytest_plugins = ["tests.fakes.smtp_fixtures", "tests.fakes.sendgrid", "tests.fakes.ses"]
+pytest_plugins = [
+    "tests.fakes.smtp_fixtures",
+    "tests.fakes.sendgrid",
+    "tests.fakes.ses",
+    "tests.browser",
+]
 
 
 @pytest.fixture(autouse=True)

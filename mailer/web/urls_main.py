@@ -1,0 +1,3 @@
+"""URLs of the account, send and sent-email pages."""
+
+urlpatterns: list = []

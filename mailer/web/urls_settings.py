@@ -1,0 +1,3 @@
+"""URLs of the provider, health and API token pages."""
+
+urlpatterns: list = []
