@@ -10,12 +10,16 @@ from typing import Any
 from urllib import parse
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse, QueryDict
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+from django.views.decorators.vary import vary_on_headers
 
 from mailer import selectors
 from mailer.models import ApiToken, Email, EmailStatus, ProviderConfig, ProviderKind
@@ -176,10 +180,30 @@ def _sent_answer(email: Email) -> JsonResponse:
     return _answer(202, "Email accepted for delivery", id=email.pk)
 
 
+def _from_browser(request: HttpRequest) -> bool:
+    """A person's browser (it prefers HTML to JSON), not an API client, asked for the page."""
+    return request.get_preferred_type(["application/json", "text/html"]) == "text/html"
+
+
+def _send_page(request: HttpRequest) -> HttpResponse:
+    """The original served its form here; the send page replaces it."""
+    if request.user.is_authenticated:
+        return redirect("send")
+    return redirect_to_login(reverse("send"))
+
+
 @csrf_exempt  # authenticated by its token, never by a cookie
+@vary_on_headers("Accept")
+def send_email(request: HttpRequest) -> HttpResponse:
+    """Send one email: 200 sent, 502 every provider failed, 400/413 invalid, 403, 429.
+    A browser's GET goes to the send page."""
+    if request.method in ("GET", "HEAD") and _from_browser(request):
+        return _send_page(request)
+    return _send_email(request)
+
+
 @require_http_methods(["POST"])
-def send_email(request: HttpRequest) -> JsonResponse:
-    """Send one email: 200 sent, 502 every provider failed, 400/413 invalid, 403, 429."""
+def _send_email(request: HttpRequest) -> JsonResponse:
     try:
         fields = _form(request)
     except RequestDataTooBig:
@@ -248,8 +272,13 @@ def _invalid_page() -> JsonResponse:
 
 
 @require_http_methods(["GET", "HEAD"])
-def view_sent_emails(request: HttpRequest) -> JsonResponse:
-    """The account's emails, newest first, 10 a page, paginated as the original DRF view was."""
+@vary_on_headers("Accept")
+def view_sent_emails(request: HttpRequest) -> HttpResponse:
+    """The account's emails, newest first, 10 a page, paginated as the original DRF view was.
+    A browser goes to the sent-emails page instead (the TOKEN is not carried along)."""
+    if _from_browser(request):
+        page = request.GET.get("page", "")
+        return redirect(reverse("emails") + (f"?page={page}" if _DIGITS.match(page) else ""))
     token = _authenticate(request, _raw_token(request, request.GET))
     if isinstance(token, JsonResponse):
         return token

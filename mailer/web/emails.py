@@ -1,0 +1,141 @@
+"""Email pages: the send form, the sent-emails list and one email's detail with its attempts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from mailer import selectors
+from mailer.models import DeliveryAttempt, Email, EmailStatus
+from mailer.services import IdempotencyConflict, email_send
+from mailer.validation import InvalidEmail
+
+from .forms import EmailFilterForm, SendForm
+
+PAGE_SIZE = 10
+MAX_ID = 2**63 - 1
+OUTCOMES = dict(DeliveryAttempt.Outcome.choices)
+
+
+def _announce(request: HttpRequest, email_id: int) -> None:
+    """Tell the person at once what became of the email they sent."""
+    email = selectors.email_detail(selectors.email_get(account=request.user, email_id=email_id))
+    tries = len(email["attempts"])
+    if email["status"] == EmailStatus.SENT:
+        via = email["sent_via"] or {}
+        name = via.get("name") or via.get("kind")
+        after = f" after {tries} attempts" if tries > 1 else ""
+        messages.success(request, f"Sent{f' via {name}' if name else ''}{after}.")
+    elif email["status"] == EmailStatus.FAILED:
+        plural = "s" if tries != 1 else ""
+        messages.error(
+            request,
+            f"Not sent: no provider accepted it ({tries} attempt{plural}). "
+            "The reason and each attempt are below.",
+        )
+    else:
+        messages.info(request, "Queued: a worker sends it shortly; this page shows the outcome.")
+
+
+def _send(request: HttpRequest, form: SendForm) -> HttpResponse | None:
+    """Send the valid form's email and redirect to it; None when the service refused it."""
+    outgoing = form.outgoing()
+    key, fingerprint = form.idempotency(outgoing)
+    try:
+        result = email_send(
+            account=request.user,
+            outgoing=outgoing,
+            requested_provider=form.chosen_provider,
+            idempotency_key=key,
+            fingerprint=fingerprint,
+        )
+    except InvalidEmail as exc:
+        form.add_service_errors(exc.errors)
+        return None
+    except IdempotencyConflict as exc:  # the same form again while its email is being sent
+        messages.info(request, "This form was already sent; here is its email.")
+        return redirect("email", email_id=exc.email.pk)
+    if result.replayed:
+        messages.info(request, "This form was already sent; here is its email.")
+    else:
+        _announce(request, result.email.pk)
+    return redirect("email", email_id=result.email.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def send(request: HttpRequest) -> HttpResponse:
+    providers = [c for c in selectors.provider_list(account=request.user) if c.enabled]
+    form = SendForm(
+        request.POST or None,
+        request.FILES or None,
+        providers=providers,
+        initial={"from_email": request.user.email},
+    )
+    if request.method == "POST" and form.is_valid():
+        response = _send(request, form)
+        if response is not None:
+            return response
+    return render(request, "emails/send.html", {"form": form, "providers": providers})
+
+
+def _page_number(raw: str | None) -> int:
+    return int(raw) if raw and raw.isdigit() and len(raw) <= 9 else 1
+
+
+def _page(account_id: int, page: int, filters: dict) -> tuple[dict, dict[str, Any]]:
+    """One page of the list from the cached selector, and where it sits among the pages.
+    A page past the end (emails went away, or a hand-made URL) shows the last one."""
+    data = selectors.email_list(account_id=account_id, page=page, page_size=PAGE_SIZE, **filters)
+    last = max(1, -(-data["count"] // PAGE_SIZE))
+    if page > last:
+        return _page(account_id, last, filters)
+    pages = {
+        "number": page,
+        "last": last,
+        "previous": page - 1 if page > 1 else None,
+        "next": page + 1 if page < last else None,
+    }
+    return data, pages
+
+
+@login_required
+@require_GET
+def email_list(request: HttpRequest) -> HttpResponse:
+    providers = selectors.provider_list(account=request.user)
+    filters = EmailFilterForm(request.GET, providers=providers)
+    chosen = filters.filters()
+    data, pages = _page(request.user.pk, _page_number(request.GET.get("page")), chosen)
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "filters": filters,
+        "filtered": any(chosen.values()),
+        "emails": data["results"],
+        "count": data["count"],
+        "pages": pages,
+        "query": query.urlencode(),
+        "has_providers": bool(providers),
+    }
+    return render(request, "emails/list.html", context)
+
+
+@login_required
+@require_GET
+def email_detail(request: HttpRequest, email_id: int) -> HttpResponse:
+    try:
+        if email_id > MAX_ID:  # no such row, and SQLite can't even compare it
+            raise Email.DoesNotExist
+        email = selectors.email_get(account=request.user, email_id=email_id)
+    except Email.DoesNotExist:
+        raise Http404("No such email in your account.") from None
+    detail = selectors.email_detail(email)
+    for attempt in detail["attempts"]:
+        attempt["outcome_label"] = OUTCOMES.get(attempt["outcome"], attempt["outcome"])
+    in_flight = detail["status"] in (EmailStatus.QUEUED, EmailStatus.SENDING)
+    return render(request, "emails/detail.html", {"email": detail, "in_flight": in_flight})

@@ -1,0 +1,266 @@
+"""The account, send and sent-email pages in real Chromium against gunicorn with production
+settings, real SMTP servers as providers and as the site's own mail: what a person does."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser import screenshot
+from tests.fakes.smtp import ScriptedHandler, SmtpServer, free_port
+
+PASSWORD = "a long pass phrase 77"
+
+
+@pytest.fixture
+def smtp_servers():
+    """smtp_servers(handler=None) -> a started SmtpServer, stopped after the test."""
+    started: list[SmtpServer] = []
+
+    def start(handler: ScriptedHandler | None = None) -> SmtpServer:
+        started.append(SmtpServer(handler).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def create_user(web, username: str) -> None:
+    web.manage(
+        code=(
+            "from django.contrib.auth import get_user_model\n"
+            f"get_user_model().objects.create_user({username!r}, "
+            f"email='{username}@example.com', password={PASSWORD!r})\n"
+        )
+    )
+
+
+def add_smtp(web, username: str, name: str, port: int) -> None:
+    """An SMTP provider for the account, created by the service the provider pages call."""
+    web.manage(
+        code=(
+            "from django.contrib.auth import get_user_model\n"
+            "from mailer.services import provider_config_create\n"
+            f"user = get_user_model().objects.get(username={username!r})\n"
+            f"provider_config_create(account=user, kind='smtp', name={name!r}, settings="
+            f"{{'host': '127.0.0.1', 'port': {port}, 'security': 'none'}})\n"
+        )
+    )
+
+
+def log_in(page, web, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{web.url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{web.url}/emails/")
+
+
+def fill_send_form(page, *, to: str, subject: str, text: str) -> None:
+    page.get_by_label("From").fill("Dana <dana@example.com>")
+    page.get_by_label("To", exact=True).fill(to)
+    page.get_by_label("Subject").fill(subject)
+    page.get_by_label("Text body").fill(text)
+
+
+def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp_servers):
+    sink = smtp_servers()
+    page.goto(web.url)
+    assert page.url == f"{web.url}/accounts/login/"
+    assert page.title() == "Log in · emailservice"
+    screenshot(page, "main-login")
+    page.get_by_role("link", name="Create an account").click()
+    page.get_by_label("Username").fill("dana")
+    page.get_by_label("Email").fill("dana@example.com")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    screenshot(page, "main-signup")
+    page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(f"{web.url}/emails/")
+    assert "Welcome!" in page.get_by_role("status").first.inner_text()
+    screenshot(page, "main-emails-empty")
+
+    add_smtp(web, "dana", "office-relay", sink.port)
+    page.get_by_role("link", name="Send", exact=True).click()
+    assert page.get_by_label("Send through").input_value() != ""
+    fill_send_form(
+        page,
+        to="erin@example.org, frank@example.org",
+        subject="Plans",
+        text="See the attached plan.",
+    )
+    page.get_by_label("Attachments").set_input_files(
+        [{"name": "plan.txt", "mimeType": "text/plain", "buffer": b"step 1\nstep 2\n"}]
+    )
+    screenshot(page, "main-send")
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url(re.compile(r".*/emails/\d+/$"))
+    assert page.get_by_role("status").first.inner_text() == "Sent via office-relay."
+    assert page.locator(".attempt").count() == 1
+    assert "plan.txt" in page.locator(".attachments").inner_text()
+    screenshot(page, "main-email-detail")
+    [received] = sink.received
+    assert received.rcpt_tos == ["erin@example.org", "frank@example.org"]
+    [attachment] = list(received.message.iter_attachments())
+    assert attachment.get_filename() == "plan.txt"
+
+    page.get_by_role("link", name="Sent emails").first.click()
+    row = page.locator("tbody tr").first
+    assert "Plans" in row.inner_text() and "office-relay" in row.inner_text()
+    assert row.locator(".status-badge").inner_text().lower() == "sent"
+    screenshot(page, "main-emails-list")
+    row.get_by_role("link", name="Plans").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Plans"
+    assert page.console_errors == [], page.console_errors
+
+
+def test_a_failing_first_provider_fails_over_to_the_second(web, page, smtp_servers):
+    busy = smtp_servers(ScriptedHandler(mail_reply="421 4.7.0 Too busy, try later"))
+    backup = smtp_servers()
+    create_user(web, "gail")
+    add_smtp(web, "gail", "busy-primary", busy.port)
+    add_smtp(web, "gail", "backup", backup.port)
+    log_in(page, web, "gail")
+    page.goto(f"{web.url}/send/")
+    assert (
+        "busy-primary" in page.get_by_label("Send through").locator("option:checked").inner_text()
+    )
+    fill_send_form(page, to="hal@example.org", subject="Failover", text="Hello.")
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url(re.compile(r".*/emails/\d+/$"))
+    assert page.get_by_role("status").first.inner_text() == "Sent via backup after 2 attempts."
+    attempts = page.locator(".attempt")
+    assert attempts.count() == 2
+    first, second = attempts.nth(0).inner_text(), attempts.nth(1).inner_text()
+    assert "busy-primary" in first and "Provider error" in first and "421" in first
+    assert "backup" in second and "Sent" in second
+    screenshot(page, "main-email-detail-failover")
+    assert len(backup.received) == 1 and busy.received == []
+
+
+def test_a_form_error_is_shown_beside_its_field_and_keeps_the_input(web, page, smtp_servers):
+    create_user(web, "ivan")
+    add_smtp(web, "ivan", "relay", smtp_servers().port)
+    log_in(page, web, "ivan")
+    page.goto(f"{web.url}/send/")
+    fill_send_form(page, to="judy@example.org\nnot-an-address", subject="Kept", text="Body kept")
+    page.get_by_label("Attachments").set_input_files(
+        [{"name": "a.txt", "mimeType": "text/plain", "buffer": b"a"}]
+    )
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_load_state()
+    to = page.locator("#id_to")
+    assert to.get_attribute("aria-invalid") == "true"
+    assert "not-an-address" in page.locator("#id_to_error").inner_text()
+    assert to.input_value() == "judy@example.org\nnot-an-address"
+    assert page.get_by_label("Subject").input_value() == "Kept"
+    assert page.get_by_label("Text body").input_value() == "Body kept"
+    assert "choose your attachments again (a.txt)" in page.locator("#reattach-note").inner_text()
+    # The error summary is announced and has the focus.
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "alert"
+    screenshot(page, "main-send-error")
+
+
+def test_password_reset_mail_arrives_through_the_site_mailer_and_its_link_works(
+    web, page, site_sink
+):
+    create_user(web, "kim")
+    page.goto(f"{web.url}/accounts/login/")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill("kim@example.com")
+    screenshot(page, "main-password-reset")
+    page.get_by_role("button", name="Send reset link").click()
+    page.wait_for_url(f"{web.url}/accounts/password/reset/sent/")
+    screenshot(page, "main-password-reset-sent")
+    [received] = [r for r in site_sink.received if r.rcpt_tos == ["kim@example.com"]]
+    assert received.message["From"] == "emailservice <no-reply@example.com>"
+    link = re.search(r"http://\S+/accounts/password/reset/\S+/", received.message.get_content())
+    page.goto(link[0])
+    new_password = "another pass phrase 88"
+    page.get_by_label("New password", exact=True).fill(new_password)
+    page.get_by_label("New password confirmation").fill(new_password)
+    screenshot(page, "main-password-reset-confirm")
+    page.get_by_role("button", name="Set password").click()
+    page.wait_for_url(f"{web.url}/accounts/password/reset/done/")
+    log_in(page, web, "kim", new_password)
+    page.goto(f"{web.url}/accounts/password/change/")
+    screenshot(page, "main-password-change")
+
+
+def test_pages_fit_a_phone_and_start_with_a_skip_link(web, browser, smtp_servers):
+    create_user(web, "lena")
+    add_smtp(web, "lena", "relay", smtp_servers().port)
+    context = browser.new_context(viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    try:
+        log_in(page, web, "lena")
+        page.goto(f"{web.url}/send/")
+        fill_send_form(
+            page, to="max@example.org", subject="A rather long subject line " * 3, text="Hi."
+        )
+        page.get_by_role("button", name="Send", exact=True).click()
+        page.wait_for_url(re.compile(r".*/emails/\d+/$"))
+        for path, name in (
+            ("/emails/", "main-emails-list-375"),
+            ("/send/", "main-send-375"),
+            (page.url.removeprefix(web.url), "main-email-detail-375"),
+            ("/accounts/password/change/", "main-password-change-375"),
+        ):
+            page.goto(web.url + path)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375, (path, width)
+            screenshot(page, name)
+        page.goto(f"{web.url}/emails/")
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.textContent")
+        assert focused == "Skip to content"
+    finally:
+        context.close()
+
+
+def test_the_html_body_is_shown_sandboxed_and_never_runs(web, page, smtp_servers):
+    create_user(web, "nora")
+    add_smtp(web, "nora", "relay", smtp_servers().port)
+    log_in(page, web, "nora")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"{web.url}/send/")
+    fill_send_form(page, to="olga@example.org", subject="HTML", text="Plain part")
+    page.get_by_label("HTML body").fill(
+        '<h2>Hello</h2><script>alert("script ran")</script><img src=x onerror="alert(1)">'
+    )
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url(re.compile(r".*/emails/\d+/$"))
+    frame = page.frame_locator("iframe.email-html")
+    assert frame.get_by_role("heading", name="Hello").inner_text() == "Hello"
+    page.wait_for_timeout(300)
+    assert dialogs == []
+    assert page.locator("iframe.email-html").get_attribute("sandbox") == ""
+    screenshot(page, "main-email-detail-html")
+
+
+def test_the_original_urls_lead_to_the_pages(web, page):
+    create_user(web, "pia")
+    page.goto(f"{web.url}/send_email/")
+    assert page.url == f"{web.url}/accounts/login/?next=/send/"
+    log_in(page, web, "pia")
+    page.goto(f"{web.url}/send_email/")
+    assert page.url == f"{web.url}/send/"
+    page.goto(f"{web.url}/view_sent_emails/?TOKEN=whatever")
+    assert page.url == f"{web.url}/emails/"
+
+
+def test_a_closed_port_provider_is_reported_as_failed(web, page):
+    create_user(web, "quinn")
+    add_smtp(web, "quinn", "nobody-home", free_port())
+    log_in(page, web, "quinn")
+    page.goto(f"{web.url}/send/")
+    fill_send_form(page, to="rita@example.org", subject="Nowhere", text="Hello.")
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url(re.compile(r".*/emails/\d+/$"))
+    alert = page.locator(".alert-danger").first.inner_text()
+    assert alert.startswith("Not sent:") and "1 attempt" in alert
+    assert page.locator(".status-badge").inner_text().lower() == "failed"
+    screenshot(page, "main-email-detail-failed")
