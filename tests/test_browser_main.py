@@ -264,3 +264,16 @@ def test_a_closed_port_provider_is_reported_as_failed(web, page):
     assert alert.startswith("Not sent:") and "1 attempt" in alert
     assert page.locator(".status-badge").inner_text().lower() == "failed"
     screenshot(page, "main-email-detail-failed")
+
+
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(web, page):
+    create_user(web, "sam")
+    page.goto(f"{web.url}/accounts/login/")
+    for password in ["wrong 1", "wrong 2", "wrong 3", "wrong 4", "wrong 5", PASSWORD]:
+        page.get_by_label("Username").fill("sam")
+        page.get_by_label("Password").fill(password)
+        with page.expect_response(f"{web.url}/accounts/login/") as answer:
+            page.get_by_role("button", name="Log in").click()
+    assert answer.value.status == 429  # the right password, after five wrong ones
+    assert "Too many failed log-ins" in page.get_by_role("alert").inner_text()
+    screenshot(page, "main-login-throttled")
