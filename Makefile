@@ -1,4 +1,6 @@
 # make run: set up and serve on http://127.0.0.1:8000.  make test: set up and run every test.
+# make worker: a Celery worker with beat for queue mode (needs REDIS_URL).
+# make test-postgres: the tests again on PostgreSQL (DATABASE_URL; bin/setup-postgres makes one).
 SHELL := /bin/bash
 VENV := .venv
 # The first Python 3.12+ found (pyenv honours .python-version for python3).
@@ -6,7 +8,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
 	2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: run test lint format check-python clean
+.PHONY: run test test-postgres worker lint format check-python clean
 .DEFAULT_GOAL := run
 
 check-python:
@@ -31,6 +33,18 @@ test: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python bin/with-redis $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Every test on PostgreSQL: pytest-django makes its test database there, and the tests that
+# start the app make one per module on the same server.
+POSTGRES_URL ?= postgres://emailservice:emailservice@127.0.0.1:5432/emailservice
+test-postgres: $(VENV)/.dev
+	DATABASE_URL=$(POSTGRES_URL) $(VENV)/bin/python bin/with-redis $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Queue mode's worker with the sweep's beat schedule, against REDIS_URL/DATABASE_URL (.env).
+# In production run beat once (its own process) and as many workers as needed.
+worker: $(VENV)/.runtime
+	$(VENV)/bin/celery -A emailservice worker --beat --loglevel INFO \
+		--schedule $(VENV)/celerybeat-schedule
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -137,7 +137,11 @@ WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # Delivery.
-DELIVERY_MODE = env_str("DELIVERY_MODE", "sync")
+DELIVERY_MODE = env_str("DELIVERY_MODE", "sync").strip().lower()
+if DELIVERY_MODE not in ("sync", "queue"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"DELIVERY_MODE must be sync or queue, not {DELIVERY_MODE!r}")
 PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 10.0)
 PROVIDER_CONNECT_TIMEOUT = env_float("PROVIDER_CONNECT_TIMEOUT", 5.0)
 BREAKER_THRESHOLD = env_int("BREAKER_THRESHOLD", 3)
@@ -151,6 +155,60 @@ API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/minute")
 ALLOW_PRIVATE_PROVIDER_HOSTS = env_bool("ALLOW_PRIVATE_PROVIDER_HOSTS", False)
 # Fernet keys, newest first; older keys still decrypt so they can be rotated out.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS")
+
+# Queue mode (README: Queue mode). The database row is the source of truth; a broker message only
+# tells a worker to look at it, so a lost or repeated message can't lose or double an email.
+RETRY_BASE_SECONDS = env_float("RETRY_BASE_SECONDS", 60.0)
+RETRY_MAX_SECONDS = env_float("RETRY_MAX_SECONDS", 3600.0)
+MAX_DELIVERY_AGE = env_float("MAX_DELIVERY_AGE", 24 * 3600.0)
+DELIVERY_TIME_LIMIT = env_float("DELIVERY_TIME_LIMIT", 300.0)
+SENDING_LEASE_SECONDS = env_float("SENDING_LEASE_SECONDS", 600.0)
+REQUEUE_AFTER_SECONDS = env_float("REQUEUE_AFTER_SECONDS", 300.0)
+SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 30.0)
+if SENDING_LEASE_SECONDS <= DELIVERY_TIME_LIMIT:
+    from django.core.exceptions import ImproperlyConfigured
+
+    # A live worker must never lose its lease: the hard time limit ends a try before it expires.
+    raise ImproperlyConfigured("SENDING_LEASE_SECONDS must be longer than DELIVERY_TIME_LIMIT")
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+if DELIVERY_MODE == "queue" and not CELERY_BROKER_URL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "DELIVERY_MODE=queue needs Redis: set REDIS_URL or CELERY_BROKER_URL"
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # An unacknowledged message is handed out again after this long. Our tasks never run longer
+    # than DELIVERY_TIME_LIMIT and we never use countdown/ETA (the sweep schedules retries), so
+    # an hour only matters for a worker that died holding messages; the sweep covers those sooner.
+    "visibility_timeout": max(3600, int(4 * DELIVERY_TIME_LIMIT)),
+    # Publishing from a web request must not hang when Redis is away: fail fast, answer 202, and
+    # let the sweep enqueue it later.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "max_retries": 0,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A running try finishes even if the broker connection drops; its message may then be delivered
+# again, and the claim turns that second delivery away.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = DELIVERY_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = DELIVERY_TIME_LIMIT * 0.9
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "emailservice"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "sweep-outbox": {
+        "task": "mailer.tasks.sweep_outbox",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+        # A sweep that waited past the next one is dropped: the next one does its work.
+        "options": {"expires": SWEEP_INTERVAL_SECONDS},
+    },
+}
 
 # The site's own mail (password resets, admin mail): each URL in MAIL_PROVIDER_URLS becomes a
 # MAILERS entry of its own, and "default" fails over across them in the order given.

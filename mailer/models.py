@@ -95,6 +95,18 @@ class Email(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
+    # Queue mode (mailer.services.queue). The row, not the broker, says what is left to do.
+    tries = models.PositiveIntegerField(default=0, help_text="Delivery tries started")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a queued email is due for its next try"
+    )
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it was last put on the broker; empty: it is not"
+    )
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker claimed it; its lease runs from here"
+    )
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -102,6 +114,15 @@ class Email(models.Model):
             models.Index(
                 fields=["account", "status", "-created_at", "-id"],
                 name="email_account_status_newest",
+            ),
+            # The sweep's two questions, each over only the few rows in that status.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="queued"),
+                name="email_queued_due",
+            ),
+            models.Index(
+                fields=["claimed_at"], condition=Q(status="sending"), name="email_sending_lease"
             ),
         ]
         constraints = [
@@ -140,6 +161,8 @@ class DeliveryAttempt(models.Model):
     provider_message_id = models.CharField(max_length=255, blank=True)
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(default=0)
+    # Which delivery try of the email it belongs to (queue mode retries; sync mode has one).
+    try_number = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["started_at", "id"]

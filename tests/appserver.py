@@ -1,5 +1,7 @@
 """The real app under gunicorn with production settings, on a free loopback port, for tests
-that need real processes: concurrency across workers, fuzzing over HTTP."""
+that need real processes: concurrency across workers, fuzzing over HTTP, Celery workers.
+Its database is fresh for each server: on the run's PostgreSQL server when DATABASE_URL is set
+(the CI's second run), else a SQLite file in the test's tmp directory."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fakes.smtp import free_port
+from tests.livedb import LiveDatabase, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class AppServer:
     url: str
     env: dict[str, str]
+    database: LiveDatabase | None = None
     process: subprocess.Popen | None = None
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -60,13 +64,19 @@ class AppServer:
             return error.code, json.loads(error.read() or b"null")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
+        """Stop gunicorn, then drop its database (stop the workers using it first)."""
+        try:
+            if self.process is not None and self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=30)
+        finally:
+            if self.database is not None:
+                self.database.drop()
 
 
-def production_env(tmp: Path, **extra: str) -> dict[str, str]:
-    """Production settings (DEBUG off) on SQLite in tmp and the test run's Redis."""
+def production_env(tmp: Path, database: LiveDatabase | None = None, **extra: str) -> dict[str, str]:
+    """Production settings (DEBUG off) on the given database (default: SQLite in tmp) and the
+    test run's Redis."""
     env = {
         "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp)),
         "DJANGO_SETTINGS_MODULE": "emailservice.settings",
@@ -86,15 +96,27 @@ def production_env(tmp: Path, **extra: str) -> dict[str, str]:
         "MAIL_PROVIDER_URLS": "smtp://127.0.0.1:9",
         "LOG_LEVEL": "WARNING",
     }  # fmt: skip
+    if database is not None:
+        env.pop("SQLITE_PATH")
+        env.update(database.env)
     env.update(extra)
     return env
 
 
 def start_app_server(tmp: Path, *, workers: int = 4, **extra_env: str) -> AppServer:
     port = free_port()
-    server = AppServer(url=f"http://127.0.0.1:{port}", env=production_env(tmp, **extra_env))
-    server.manage("migrate", "--noinput", "-v", "0")
-    server.manage("collectstatic", "--noinput", "-v", "0")
+    database = fresh_database(tmp)
+    server = AppServer(
+        url=f"http://127.0.0.1:{port}",
+        env=production_env(tmp, database, **extra_env),
+        database=database,
+    )
+    try:
+        server.manage("migrate", "--noinput", "-v", "0")
+        server.manage("collectstatic", "--noinput", "-v", "0")
+    except BaseException:
+        database.drop()
+        raise
     server.process = subprocess.Popen(
         [
             sys.executable,

@@ -76,6 +76,8 @@ def send_email(
     """Send one email through the account's providers with failover.
 
     201: a provider accepted it. 502: none did; `failure_reason` and `attempts` say why.
+    202 (queue mode): stored as `queued`; a worker delivers it, retrying with backoff, and the
+    email's detail shows it move through `sending` to `sent` or `failed`.
     Repeating a request with the same `Idempotency-Key` (within 24 hours) returns the first
     answer without sending again.
     """
@@ -110,6 +112,9 @@ def send_email(
     email = selectors.email_get(account=request.account, email_id=result.email.pk)
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
+    if result.email.status == EmailStatus.QUEUED:
+        # Queue mode: accepted. A worker may already be at it; the body shows where it is.
+        return Status(202, selectors.email_detail(email))
     return _email_response(email)
 
 

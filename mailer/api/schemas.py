@@ -59,6 +59,7 @@ class AttemptOut(Schema):
     provider_message_id: str
     started_at: datetime
     duration_ms: int
+    try_number: int = Field(description="Which delivery try it belongs to (queue mode retries)")
 
 
 class AttachmentOut(Schema):
@@ -85,6 +86,10 @@ class EmailSummaryOut(Schema):
     possible_duplicate: bool
     created_at: datetime
     sent_at: datetime | None
+    tries: int = Field(description="Delivery tries started")
+    next_attempt_at: datetime | None = Field(
+        description="Queue mode: when a queued email is due for its next try"
+    )
 
 
 class EmailOut(EmailSummaryOut):

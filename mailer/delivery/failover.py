@@ -73,11 +73,18 @@ class Delivery:
         )
 
 
-def _attempt(message: EmailMessage, candidate: Candidate, breaker: CircuitBreaker) -> Attempt:
+def _attempt(
+    message: EmailMessage,
+    candidate: Candidate,
+    breaker: CircuitBreaker,
+    interrupts: tuple[type[BaseException], ...] = (),
+) -> Attempt:
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
     try:
         message_id = candidate.provider.send(message)
+    except interrupts:
+        raise  # the caller stops the whole try (a time limit): not this provider's failure
     except Exception as exc:  # every failure becomes an outcome; classify() logs the unknown ones
         result = classify(exc)
         duration = time.perf_counter() - clock
@@ -108,11 +115,13 @@ def deliver(
     *,
     breaker: CircuitBreaker,
     on_attempt: Callable[[Attempt], None] | None = None,
+    interrupts: tuple[type[BaseException], ...] = (),
 ) -> Delivery:
     """Try candidates in order until one accepts the message or it is rejected.
 
     Open circuits are skipped. If every circuit is open, the providers are still tried in order,
-    so no message fails without at least one real attempt.
+    so no message fails without at least one real attempt. Exceptions of the `interrupts` types
+    raised by a provider propagate instead of counting as its failure.
     """
     delivery = Delivery()
 
@@ -126,12 +135,12 @@ def deliver(
         if not breaker.allow(candidate.key):
             record(Attempt(candidate, SKIPPED, "circuit_open", "circuit open: not tried"))
             continue
-        if record(_attempt(message, candidate, breaker)):
+        if record(_attempt(message, candidate, breaker, interrupts)):
             return delivery
 
     if candidates and all(a.outcome == SKIPPED for a in delivery.attempts):
         logger.warning("every circuit is open; trying the providers in order anyway")
         for candidate in candidates:
-            if record(_attempt(message, candidate, breaker)):
+            if record(_attempt(message, candidate, breaker, interrupts)):
                 return delivery
     return delivery

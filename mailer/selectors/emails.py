@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from mailer import listcache
-from mailer.models import DeliveryAttempt, Email, ProviderConfig
+from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 
 logger = logging.getLogger("mailer.selectors")
 
@@ -23,7 +23,7 @@ LARGE_COUNT_SECONDS = 60
 SUMMARY_FIELDS = [
     "id", "status", "from_email", "to", "cc", "bcc", "subject", "text", "requested_provider_id",
     "sent_via_id", "sent_via_kind", "provider_message_id", "message_id", "failure_reason",
-    "possible_duplicate", "created_at", "sent_at",
+    "possible_duplicate", "created_at", "sent_at", "tries", "next_attempt_at",
 ]  # fmt: skip
 
 
@@ -52,6 +52,11 @@ def email_summary(email: Email, providers: dict[int, ProviderConfig]) -> dict[st
         "possible_duplicate": email.possible_duplicate,
         "created_at": email.created_at,
         "sent_at": email.sent_at,
+        "tries": email.tries,
+        # When a queued email is due for its next try (queue mode); None once it is done.
+        "next_attempt_at": email.next_attempt_at
+        if email.status in (EmailStatus.QUEUED, EmailStatus.SENDING)
+        else None,
     }
 
 
@@ -68,6 +73,7 @@ def attempt_dict(attempt: DeliveryAttempt) -> dict[str, Any]:
         "provider_message_id": attempt.provider_message_id,
         "started_at": attempt.started_at,
         "duration_ms": attempt.duration_ms,
+        "try_number": attempt.try_number,
     }
 
 

@@ -5,9 +5,12 @@ from .emails import (
     SendResult,
     email_create,
     email_deliver,
+    email_finish,
     email_send,
+    email_try,
     failover_order,
 )
+from .enqueue import email_enqueue, emails_enqueue
 from .providers import (
     breaker,
     candidate_for,
@@ -19,16 +22,33 @@ from .providers import (
     provider_pool,
     provider_test_send,
 )
+from .queue import (
+    SweepReport,
+    email_claim,
+    email_process,
+    email_release,
+    emails_sweep,
+    retry_delay,
+)
 from .tokens import token_authenticate, token_create, token_revoke
 
 __all__ = [
     "IdempotencyConflict",
     "SendResult",
+    "SweepReport",
     "breaker",
     "candidate_for",
+    "email_claim",
     "email_create",
     "email_deliver",
+    "email_enqueue",
+    "email_finish",
+    "email_process",
+    "email_release",
     "email_send",
+    "email_try",
+    "emails_enqueue",
+    "emails_sweep",
     "failover_order",
     "provider_config_add",
     "provider_config_change",
@@ -37,6 +57,7 @@ __all__ = [
     "provider_config_update",
     "provider_pool",
     "provider_test_send",
+    "retry_delay",
     "token_authenticate",
     "token_create",
     "token_revoke",

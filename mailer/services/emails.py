@@ -6,7 +6,9 @@ import base64
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+from django.conf import settings
 from django.core.mail import make_msgid
 from django.core.mail.utils import DNS_NAME
 from django.db import IntegrityError, transaction
@@ -18,6 +20,7 @@ from mailer.delivery.failover import Attempt, Delivery, deliver
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 from mailer.validation import OutgoingEmail, validate
 
+from .enqueue import email_enqueue
 from .providers import breaker, candidate_for
 
 logger = logging.getLogger("mailer.services")
@@ -80,8 +83,13 @@ def _email_row(account, outgoing: OutgoingEmail, **fields) -> Email:
     )
 
 
-def _earlier_use(account, key: str, fingerprint: str) -> Email | None:
-    """The email that already holds this key, or None once an expired holder released it."""
+def _earlier_use(
+    account, key: str, fingerprint: str, *, in_flight_ok: bool = False
+) -> Email | None:
+    """The email that already holds this key, or None once an expired holder released it.
+
+    A repeat while the first is still being delivered is a 409 in sync mode (its answer is not
+    known yet); in queue mode the first answer was "queued", and a repeat gets the same."""
     earlier = Email.objects.filter(account=account, idempotency_key=key).first()
     if earlier is None:
         return None
@@ -96,7 +104,7 @@ def _earlier_use(account, key: str, fingerprint: str) -> Email | None:
             status=422,
             email=earlier,
         )
-    if earlier.status in (EmailStatus.QUEUED, EmailStatus.SENDING):
+    if earlier.status in (EmailStatus.QUEUED, EmailStatus.SENDING) and not in_flight_ok:
         raise IdempotencyConflict(
             "A request with this Idempotency-Key is still being delivered; retry later to get "
             "its result.",
@@ -113,23 +121,30 @@ def email_create(
     requested_provider: ProviderConfig | None = None,
     idempotency_key: str = "",
     fingerprint: str = "",
-    status: str = EmailStatus.SENDING,
+    queued: bool = False,
 ) -> tuple[Email, bool]:
     """Validate and store an email; return (email, created).
 
-    With an idempotency key, a request already stored under it within the window is returned
-    instead (created False), or IdempotencyConflict raised. The unique constraint on
+    Stored `queued` for a worker (due now), or else `sending`, claimed by this process for its
+    first try. With an idempotency key, a request already stored under it within the window is
+    returned instead (created False), or IdempotencyConflict raised. The unique constraint on
     (account, idempotency_key) makes concurrent identical requests store exactly one email.
     Nothing is stored when validation fails.
     """
     validate(outgoing)
+    now = timezone.now()
+    state = (
+        {"status": EmailStatus.QUEUED, "next_attempt_at": now, "enqueued_at": now}
+        if queued
+        else {"status": EmailStatus.SENDING, "tries": 1, "claimed_at": now}
+    )
     row = _email_row(
         account,
         outgoing,
         requested_provider=requested_provider,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
-        status=status,
+        **state,
     )
     for _ in range(3):
         try:
@@ -138,7 +153,7 @@ def email_create(
         except IntegrityError:
             if not idempotency_key:
                 raise
-            earlier = _earlier_use(account, idempotency_key, fingerprint)
+            earlier = _earlier_use(account, idempotency_key, fingerprint, in_flight_ok=queued)
             if earlier is not None:
                 return earlier, False
             row.pk = None  # the key was released: insert again
@@ -163,11 +178,13 @@ def _record_attempt(email: Email, attempt: Attempt) -> None:
         provider_message_id=attempt.message_id[:255],
         started_at=attempt.started_at,
         duration_ms=round(attempt.duration * 1000),
+        try_number=max(1, email.tries),
     )
 
 
-def email_deliver(*, email: Email) -> Delivery:
-    """Run failover for a stored email, recording each attempt as it ends, then the outcome.
+def email_try(*, email: Email, interrupts: tuple[type[BaseException], ...] = ()) -> Delivery:
+    """One delivery try of a claimed email: failover over its providers, each attempt recorded
+    as it ends. Writes nothing else: email_finish stores the outcome.
 
     No transaction is held while providers are called: a slow provider must not lock the table.
     """
@@ -177,40 +194,76 @@ def email_deliver(*, email: Email) -> Delivery:
         if email.requested_provider and email.requested_provider.enabled
         else None,
     )
-    candidates = [candidate_for(config) for config in configs]
-    delivery = deliver(
+    return deliver(
         build_message(email),
-        candidates,
+        [candidate_for(config) for config in configs],
         breaker=breaker(),
         on_attempt=lambda attempt: _record_attempt(email, attempt),
+        interrupts=interrupts,
     )
+
+
+def sent_fields(config: ProviderConfig | None, kind: str, message_id: str, now) -> dict:
+    return {
+        "status": EmailStatus.SENT,
+        "sent_via": config,
+        "sent_via_kind": kind,
+        "provider_message_id": message_id[:255],
+        "failure_reason": "",
+        "sent_at": now,
+        "next_attempt_at": None,
+    }
+
+
+def outcome_fields(
+    email: Email, delivery: Delivery, *, retry_at=None, gave_up: str = ""
+) -> dict[str, Any]:
+    """The email's fields after a try: sent, queued again for `retry_at`, or failed (with
+    `gave_up` before the reason when retries ran out)."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "possible_duplicate": email.possible_duplicate or delivery.possible_duplicate,
+        "updated_at": now,
+    }
     accepted = delivery.accepted
-    email.possible_duplicate = email.possible_duplicate or delivery.possible_duplicate
     if accepted is not None:
         config = accepted.candidate.ref
-        email.status = EmailStatus.SENT
-        email.sent_via = config
-        email.sent_via_kind = config.kind
-        email.provider_message_id = accepted.message_id[:255]
-        email.failure_reason = ""
-        email.sent_at = timezone.now()
-    else:
-        email.status = EmailStatus.FAILED
-        email.failure_reason = delivery.failure_reason
+        return fields | sent_fields(config, config.kind, accepted.message_id, now)
+    if retry_at is not None:
+        return fields | {
+            "status": EmailStatus.QUEUED,
+            "failure_reason": f"Try {email.tries} failed: {delivery.failure_reason}",
+            "next_attempt_at": retry_at,
+            "enqueued_at": None,  # the sweep enqueues it when it is due
+        }
+    return fields | {
+        "status": EmailStatus.FAILED,
+        "failure_reason": gave_up + delivery.failure_reason,
+        "next_attempt_at": None,
+    }
+
+
+def email_finish(*, email: Email, fields: dict[str, Any]) -> bool:
+    """Store a try's outcome if this process still holds the email's lease; False if not (the
+    sweep took it back after the lease ran out, and its next try is flagged possible_duplicate).
+    """
+    held = Email.objects.filter(
+        pk=email.pk, status=EmailStatus.SENDING, claimed_at=email.claimed_at
+    ).update(**fields)
+    for name, value in fields.items():
+        setattr(email, name, value)
+    if not held:
+        logger.warning("email %s: lease lost before its outcome was stored", email.pk)
+    elif email.status == EmailStatus.FAILED:
         logger.warning("email %s failed: %s", email.pk, email.failure_reason)
-    email.save(
-        update_fields=[
-            "status",
-            "sent_via",
-            "sent_via_kind",
-            "provider_message_id",
-            "failure_reason",
-            "sent_at",
-            "possible_duplicate",
-            "updated_at",
-        ]
-    )
     listcache.bump(email.account_id)
+    return bool(held)
+
+
+def email_deliver(*, email: Email) -> Delivery:
+    """Sync mode: one try of an email stored `sending`, then `sent` or `failed` at once."""
+    delivery = email_try(email=email)
+    email_finish(email=email, fields=outcome_fields(email, delivery))
     return delivery
 
 
@@ -222,14 +275,20 @@ def email_send(
     idempotency_key: str = "",
     fingerprint: str = "",
 ) -> SendResult:
-    """Validate, store and deliver one email synchronously (or replay an idempotent request)."""
+    """Validate and store one email, then deliver it now (sync mode) or queue it for a worker
+    (DELIVERY_MODE=queue); or replay an idempotent request."""
+    queued = settings.DELIVERY_MODE == "queue"
     email, created = email_create(
         account=account,
         outgoing=outgoing,
         requested_provider=requested_provider,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
+        queued=queued,
     )
     if not created:
         return SendResult(email=email, delivery=None, replayed=True)
+    if queued:
+        email_enqueue(email=email)
+        return SendResult(email=email, delivery=None)
     return SendResult(email=email, delivery=email_deliver(email=email))
