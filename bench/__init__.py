@@ -1,0 +1,1 @@
+"""`make bench`: throughput, latency, failover and memory figures as ratios against baselines."""

@@ -1,0 +1,209 @@
+"""The load generator: a process of its own, so the app's figures are not measured from inside
+the app. bench.run starts it with one JSON job as its argument; it prints one JSON result.
+
+Jobs: "post" (POST emails from N threads, each over its own http.client connection, for a time
+or a count), "get" (sequential GETs of several variants, round robin, for latency), "smtp" (the
+raw smtplib baseline: one connection, one message after another) and "noop" (publish the raw
+Celery no-op task from N threads).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import smtplib
+import sys
+import threading
+import time
+from email.message import EmailMessage
+from urllib.parse import urlsplit
+
+SENDER = "Bench <bench@example.com>"
+RECIPIENT = "rcpt@example.org"
+TEXT = "Hello from the benchmark. This is the plain text part of the message.\n"
+HTML = "<p>Hello from the benchmark. This is the <b>HTML</b> part of the message.</p>"
+
+
+def email_payload(n: int) -> dict:
+    """The email every send figure uses, through the API and through the raw smtplib loop."""
+    return {"from": SENDER, "to": RECIPIENT, "subject": f"Bench {n}", "text": TEXT, "html": HTML}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def summary(latencies: list[float]) -> dict:
+    return {
+        "n": len(latencies),
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "mean_ms": sum(latencies) / len(latencies) if latencies else None,
+    }
+
+
+class Client:
+    """One keep-alive connection (gunicorn's sync workers close it; it reopens by itself)."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            self.conn.request(method, path, body=data, headers=headers)
+            response = self.conn.getresponse()
+            return response.status, response.read()
+        except (http.client.HTTPException, OSError):
+            self.conn.close()
+            raise
+
+
+def job_post(job: dict) -> dict:
+    """POST /api/v1/emails from `concurrency` threads until `seconds` or `count` is reached.
+
+    With stop_on_skipped, stop once a response shows the first provider skipped (circuit open).
+    """
+    deadline = time.monotonic() + job.get("seconds", 3600)
+    limit = job.get("count") or 10**12
+    lock = threading.Lock()
+    issued = [0]
+    statuses: dict[str, int] = {}
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        client = Client(job["url"], job["token"])
+        while not stop.is_set() and time.monotonic() < deadline:
+            with lock:
+                if issued[0] >= limit:
+                    return
+                issued[0] += 1
+                n = issued[0]
+            clock = time.perf_counter()
+            try:
+                status, body = client.request("POST", "/api/v1/emails", email_payload(n))
+            except (http.client.HTTPException, OSError) as exc:
+                status, body = type(exc).__name__, b""
+            elapsed = (time.perf_counter() - clock) * 1000
+            with lock:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status == job.get("expect", 201):
+                    latencies.append(elapsed)
+            if job.get("stop_on_skipped") and status in (201, 502):
+                attempts = json.loads(body).get("attempts", [])
+                if attempts and attempts[0]["outcome"] == "skipped":
+                    stop.set()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(job.get("concurrency", 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    ok = len(latencies)
+    return {
+        "ok": ok,
+        "statuses": statuses,
+        "seconds": elapsed,
+        "rate": ok / elapsed if elapsed else 0.0,
+        **summary(latencies),
+    }
+
+
+def job_get(job: dict) -> dict:
+    """Sequential GETs, round robin over the variants. A variant with `bump` first sets that
+    Redis key (the account's list cache version, as any write does), so its GET misses; a
+    variant without it is fetched once, untimed, after any bump, so its timed GET hits."""
+    import redis
+
+    bumper = redis.Redis.from_url(job["redis_url"]) if job.get("redis_url") else None
+    clients = {
+        v["name"]: Client(job["url"], job["token"] if v.get("auth") else None)
+        for v in job["variants"]
+    }
+    latencies: dict[str, list[float]] = {v["name"]: [] for v in job["variants"]}
+    failures: dict[str, int] = {}
+    generation = 0  # bumps so far
+    seen: dict[str, int] = {}  # the generation each variant was last fetched in
+    for round_number in range(job["warmup"] + job["samples"]):
+        for variant in job["variants"]:
+            client = clients[variant["name"]]
+            if variant.get("bump"):
+                bumper.set(variant["bump"], time.time_ns())
+                generation += 1
+            elif seen.get(variant["name"]) != generation:
+                client.request("GET", variant["path"])  # fills the cache for this version
+            seen[variant["name"]] = generation
+            clock = time.perf_counter()
+            status, _ = client.request("GET", variant["path"])
+            elapsed = (time.perf_counter() - clock) * 1000
+            if status != 200:
+                failures[variant["name"]] = failures.get(variant["name"], 0) + 1
+            elif round_number >= job["warmup"]:
+                latencies[variant["name"]].append(elapsed)
+    return {"variants": {name: summary(v) for name, v in latencies.items()}, "failures": failures}
+
+
+def raw_message(n: int) -> EmailMessage:
+    payload = email_payload(n)
+    message = EmailMessage()
+    message["From"] = payload["from"]
+    message["To"] = payload["to"]
+    message["Subject"] = payload["subject"]
+    message.set_content(payload["text"])
+    message.add_alternative(payload["html"], subtype="html")
+    return message
+
+
+def job_smtp(job: dict) -> dict:
+    """The baseline: smtplib over one reused connection, one message after another."""
+    deadline = time.monotonic() + job["seconds"]
+    sent = 0
+    started = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", job["port"], timeout=30) as smtp:
+        while time.monotonic() < deadline:
+            sent += 1
+            smtp.send_message(raw_message(sent))
+    elapsed = time.monotonic() - started
+    return {"ok": sent, "seconds": elapsed, "rate": sent / elapsed}
+
+
+def job_noop(job: dict) -> dict:
+    """Publish `count` raw Celery no-op tasks from `concurrency` threads."""
+    from bench.noop import noop
+
+    per_thread = [job["count"] // job["concurrency"]] * job["concurrency"]
+    per_thread[0] += job["count"] - sum(per_thread)
+
+    def worker(count: int) -> None:
+        for _ in range(count):
+            noop.delay()
+
+    noop.app.connection_for_write().ensure_connection()
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(c,)) for c in per_thread]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    return {"ok": job["count"], "seconds": elapsed, "rate": job["count"] / elapsed}
+
+
+JOBS = {"post": job_post, "get": job_get, "smtp": job_smtp, "noop": job_noop}
+
+if __name__ == "__main__":
+    job = json.loads(sys.argv[1])
+    print(json.dumps(JOBS[job["kind"]](job)))

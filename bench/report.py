@@ -1,0 +1,232 @@
+"""The bench's Markdown: a table of every figure (ratio min / median / max over repeats, with
+the absolute numbers behind it), the machine it ran on, and the profiles of missed targets."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+
+
+def spread(values: list[float]) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"min": None, "median": None, "max": None}
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def _n(value, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _spread(s: dict, digits: int = 2) -> str:
+    return " / ".join(_n(s.get(k), digits) for k in ("min", "median", "max"))
+
+
+def _met(value: bool | None) -> str:
+    return "n/a" if value is None else ("**met**" if value else "**missed**")
+
+
+def machine_line(results: dict) -> str:
+    m = results["machine"]
+    start = ", ".join(f"{x:.2f}" for x in results.get("load_average_start", []))
+    end = ", ".join(f"{x:.2f}" for x in results.get("load_average_end", []))
+    return (
+        f"Ran {m['date']} on {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, "
+        f"Python {m['python']}, SQLite {m['sqlite']}, Linux {m['kernel']}; "
+        f"load average {start} at the start, {end} at the end; sizes `{results['sizes']['name']}`."
+    )
+
+
+def rows(results: dict) -> list[list[str]]:
+    items = results["items"]
+    out: list[list[str]] = []
+    if "1_send_throughput" in items:
+        i = items["1_send_throughput"]
+        out.append(
+            [
+                "1. Sync send throughput, concurrency 8 (emails/s)",
+                _n(i["app_rate"]["median"], 0),
+                _n(i["raw_rate"]["median"], 0) + " (raw smtplib)",
+                _spread(i["ratio"]),
+                ">= 0.5",
+                _met(i["met"]),
+            ]
+        )
+        peaks = ", ".join(f"{kib / 1024:.0f}" for kib in i["peak_rss_kib_per_worker"].values())
+        out.append(["1. Peak RSS per gunicorn worker (MiB)", peaks, "", "", "", ""])
+    if "2_list_latency" in items:
+        i = items["2_list_latency"]
+        trivial = i["trivial"]
+        for name, v in i["variants"].items():
+            kind = "cache hit" if name.endswith("_hit") else "cache miss"
+            page = name.split("_")[0].replace("page", "page=")
+            out.append(
+                [
+                    f"2. List {page}, {kind}: p50 (ms)",
+                    _n(v["p50_ms"]["median"]),
+                    _n(trivial["p50_ms"]["median"]) + " (trivial view)",
+                    _spread(v["ratio_p50"]),
+                    v["target"].replace("p50 ", ""),
+                    _met(v["met"]),
+                ]
+            )
+            out.append(
+                [
+                    f"2. List {page}, {kind}: p99 (ms)",
+                    _n(v["p99_ms"]["median"]),
+                    _n(trivial["p99_ms"]["median"]) + " (trivial view)",
+                    _spread(v["ratio_p99"]),
+                    "",
+                    "",
+                ]
+            )
+    if "3_failover" in items:
+        i = items["3_failover"]
+        for p in ("p50", "p99"):
+            out.append(
+                [
+                    f"3. Send with the first provider blackholed, circuit open: {p} (ms)",
+                    _n(i[f"open_{p}_ms"]["median"]),
+                    _n(i[f"healthy_{p}_ms"]["median"]) + " (healthy first provider)",
+                    _spread(i[f"ratio_{p}"]),
+                    "adds <= 5 ms" if p == "p99" else "",
+                    (_met(i["met_added"]) + f" ({i['added_p99_ms']['median']:+.2f} ms)")
+                    if p == "p99"
+                    else f"{i['added_p50_ms']['median']:+.2f} ms",
+                ]
+            )
+        for o in i["opening"]:
+            waited = o.get("seconds_waiting_before_open")
+            ratio = waited / o["bound_seconds"] if waited is not None else None
+            out.append(
+                [
+                    f"3. Time until the circuit opens, {o['concurrency']} client(s) (s)",
+                    f"{_n(waited)} waiting ({_n(o['seconds_to_open'])} wall)",
+                    _n(o["bound_seconds"], 1) + " (threshold x connect timeout)",
+                    _n(ratio),
+                    "<= 1 (+5% timer slack)",
+                    _met(o["met"]),
+                ]
+            )
+    if "4_queue" in items:
+        i = items["4_queue"]
+        if i.get("skipped"):
+            out.append(["4. Queue mode", "skipped", "", "", ">= 0.5 (drain)", i["skipped"]])
+        else:
+            out.append(
+                [
+                    "4. Queue enqueue rate (POSTs/s answering 202)",
+                    _n(i["enqueue_rate"]["median"], 0),
+                    _n(i["noop_publish_rate"]["median"], 0) + " (no-op publish)",
+                    _spread(i["enqueue_ratio"]),
+                    "",
+                    "",
+                ]
+            )
+            out.append(
+                [
+                    "4. Queue drain rate, 2 workers (emails/s at the sink)",
+                    _n(i["drain_rate"]["median"], 0),
+                    _n(i["noop_drain_rate"]["median"], 0) + " (no-op tasks/s)",
+                    _spread(i["drain_ratio"]),
+                    ">= 0.5",
+                    _met(i["met"]),
+                ]
+            )
+    if "5_memory" in items:
+        i = items["5_memory"]
+        for pid, p in i["processes"].items():
+            out.append(
+                [
+                    f"5. RSS of {p.get('role', 'web worker')} {pid}, {i['sends']:,} sends (MiB)",
+                    f"{p['rss_start_kib'] / 1024:.1f} -> {p['rss_end_kib'] / 1024:.1f}",
+                    "",
+                    f"{p['slope_kib_per_1k_sends']} KiB / 1k sends",
+                    "flat",
+                    "**flat**" if p["flat"] else "**grows**",
+                ]
+            )
+    return out
+
+
+def markdown(results: dict) -> str:
+    header = [
+        "Figure",
+        "Project",
+        "Baseline (same run)",
+        "Ratio min / median / max",
+        "Target",
+        "Result",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    notes = [machine_line(results)]
+    seed = results.get("seed")
+    if seed:
+        notes.append(
+            f"Seeding: {seed['rows']:,} emails inserted in {seed['seconds']} s "
+            f"({'reused from bench/.cache' if seed['cached'] else 'built in this run'}; "
+            f"copying the file took {seed['copy_seconds']} s)."
+        )
+    sending = results["items"].get("1_send_throughput")
+    if sending:
+        app, raw = sending["runs"][-1]["app"], sending["runs"][-1]["raw"]
+        notes.append(
+            "CPU used during the last throughput repeat, in cores of the 2: app run "
+            + ", ".join(f"{k} {v}" for k, v in app.get("cpu_cores", {}).items())
+            + "; raw smtplib run "
+            + ", ".join(f"{k} {v}" for k, v in raw.get("cpu_cores", {}).items())
+            + "."
+        )
+    listing = results["items"].get("2_list_latency")
+    if listing:
+        notes.append(
+            f"A full COUNT(*) over the listed account takes {listing['full_count_ms']} ms "
+            "(measured directly); an uncached page no longer pays it on every request."
+        )
+    memory = results["items"].get("5_memory")
+    if memory and memory["capped_by_time"]:
+        notes.append(
+            f"Memory: {memory['sends']:,} sends fit the time budget of "
+            f"{results['sizes']['soak_seconds']:.0f} s; `make bench-soak` runs 50,000."
+        )
+    for key, error in results.get("errors", {}).items():
+        notes.append(f"Item {key} failed: `{error.strip().splitlines()[-1]}`")
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
+
+
+def profiles_markdown(results: dict, *, top: int = 12) -> str:
+    parts = []
+    for name, summary in results.get("profiles", {}).items():
+        if not summary.get("samples"):
+            continue
+        parts.append(f"py-spy, `{name}` ({summary['samples']} samples), inclusive share:\n")
+        parts.append("```")
+        parts += [f"{share:5.1f}%  {label}" for label, share in summary["inclusive"][:top]]
+        parts.append("```\n")
+    return "\n".join(parts)
+
+
+def update_readme(path: Path, results: dict, table: str) -> None:
+    """Replace the section between this run kind's markers with the new table."""
+    name = results["sizes"]["name"]
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    text = path.read_text()
+    if start not in text:
+        return
+    body = table
+    profiles = profiles_markdown(results)
+    if profiles:
+        body += "\nProfiles of this run's missed targets:\n\n" + profiles
+    text = re.sub(
+        re.escape(start) + r".*?" + re.escape(end),
+        lambda _: f"{start}\n{body}\n{end}",
+        text,
+        flags=re.DOTALL,
+    )
+    path.write_text(text)
