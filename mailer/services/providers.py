@@ -323,3 +323,39 @@ def provider_test_send(*, config: ProviderConfig, to: str, from_email: str) -> A
         attempt.code,
     )
     return attempt
+
+
+# Failover order ------------------------------------------------------------------------------
+
+MOVES = ("up", "down", "first")
+
+
+def provider_move(*, config: ProviderConfig, direction: str) -> list[ProviderConfig]:
+    """Move a provider one place up or down the account's failover order, or to the front
+    ("first" makes it the default when it is enabled). Returns the account's new order.
+
+    The account's rows are locked and renumbered 10, 20, 30… in one transaction: equal
+    priorities (the API allows them) then still move by exactly one place, and two concurrent
+    moves can't interleave into a duplicate order.
+    """
+    if direction not in MOVES:
+        raise ValueError(f"direction must be one of {', '.join(MOVES)}, not {direction!r}")
+    with transaction.atomic():
+        order = list(
+            ProviderConfig.objects.select_for_update()
+            .filter(account_id=config.account_id)
+            .order_by("priority", "id")
+        )
+        index = next(i for i, c in enumerate(order) if c.pk == config.pk)
+        target = {"up": index - 1, "down": index + 1, "first": 0}[direction]
+        target = min(max(target, 0), len(order) - 1)
+        order.insert(target, order.pop(index))
+        changed = []
+        for position, item in enumerate(order, start=1):
+            if item.priority != position * 10:
+                item.priority = position * 10
+                changed.append(item)
+        # bulk_update skips auto_now: the providers' settings did not change, so pooled
+        # connections (keyed by updated_at) stay valid.
+        ProviderConfig.objects.bulk_update(changed, ["priority"])
+    return order

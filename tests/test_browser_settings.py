@@ -1,0 +1,245 @@
+"""Provider, health and API token pages in Debian's Chromium against the app under gunicorn,
+with real SMTP sinks: add, edit, reorder and test providers; health bars; a token's life."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.browser import screenshot
+from tests.fakes.smtp import SmtpServer, free_port
+
+PASSWORD = "browser-pass-never-shown"
+PHONE = {"width": 375, "height": 812}
+
+
+@pytest.fixture
+def sinks():
+    """One sink that wants the providers' username and password, one that wants none."""
+    started = [SmtpServer(credentials=("mailer", PASSWORD)).start(), SmtpServer().start()]
+    yield started
+    for sink in started:
+        sink.stop()
+
+
+def make_user(web, username: str) -> str:
+    """A user with a known password and email on the live server's database."""
+    web.manage(
+        code=(
+            "from django.contrib.auth import get_user_model\n"
+            f"get_user_model().objects.create_user({username!r}, "
+            f"email='{username}@example.com', password={PASSWORD!r})\n"
+        )
+    )
+    return username
+
+
+def sign_in(page, web, username: str) -> None:
+    """Through the login page (the other half of the portal); before it existed, a session
+    cookie made with Django's own session store did the same."""
+    response = page.goto(f"{web.url}/accounts/login/")
+    if response.status == 200 and page.locator("input[name=password]").count():
+        page.locator("input[name=username]").fill(username)
+        page.locator("input[name=password]").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        return
+    key = web.manage(
+        code=(
+            "from importlib import import_module\n"
+            "from django.conf import settings\n"
+            "from django.contrib import auth\n"
+            f"user = auth.get_user_model().objects.get(username={username!r})\n"
+            "store = import_module(settings.SESSION_ENGINE).SessionStore()\n"
+            "store[auth.SESSION_KEY] = str(user.pk)\n"
+            "store[auth.BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+            "store[auth.HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
+            "store.create()\n"
+            "print(store.session_key)\n"
+        )
+    ).split()[-1]
+    page.context.add_cookies([{"name": "sessionid", "value": key, "url": web.url}])
+
+
+def shots(page, name: str) -> None:
+    """Screenshots at desktop width and at 375 px, where nothing may scroll sideways."""
+    screenshot(page, name)
+    size = page.viewport_size
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
+    screenshot(page, f"{name}-375")
+    page.set_viewport_size(size)
+
+
+def card(page, name: str):
+    return page.locator("li.provider", has=page.get_by_role("heading", name=name, exact=True))
+
+
+def api_status(web, token: str) -> int:
+    request = urllib.request.Request(
+        f"{web.url}/api/v1/emails", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def fill_smtp(page, *, name: str, port: int, password: str = PASSWORD) -> None:
+    page.get_by_role("textbox", name="Name", exact=True).fill(name)
+    page.locator("#id_host").fill("127.0.0.1")
+    page.get_by_label("Port").fill(str(port))
+    page.get_by_label("Security").select_option("none")
+    page.locator("#id_username").fill("mailer")
+    page.locator("#id_password").fill(password)
+
+
+def test_add_edit_reorder_and_test_providers(web, page, sinks):
+    first, second = sinks
+    sign_in(page, web, make_user(web, "pat"))
+    page.goto(f"{web.url}/providers/")
+    page.get_by_role("link", name="Add a provider").first.click()
+    screenshot(page, "provider-add-choice")
+    # The Gmail preset fills the form; there is no network here, so it is not saved.
+    page.get_by_role("link", name=re.compile(r"^Gmail \(SMTP\)")).click()
+    assert page.locator("#id_host").input_value() == "smtp.gmail.com"
+    assert page.get_by_label("Port").input_value() == "587"
+    assert page.get_by_label("Security").input_value() == "starttls"
+    shots(page, "provider-add-gmail")
+
+    page.goto(f"{web.url}/providers/add/")
+    page.get_by_role("link", name=re.compile(r"^SMTP ")).click()
+    fill_smtp(page, name="primary", port=first.port)
+    page.get_by_role("button", name="Add provider").click()
+    assert page.get_by_role("status").filter(has_text="Added the provider primary").count()
+
+    # A mistake keeps what was typed, except the secret.
+    page.goto(f"{web.url}/providers/add/smtp/")
+    fill_smtp(page, name="backup", port=second.port)
+    page.locator("#id_host").fill("not a host!")
+    page.get_by_role("button", name="Add provider").click()
+    assert "is not a host name" in page.locator("#id_host_error").inner_text()
+    assert page.locator("#id_host").get_attribute("aria-invalid") == "true"
+    assert page.get_by_role("textbox", name="Name", exact=True).input_value() == "backup"
+    assert page.locator("#id_password").input_value() == ""
+    assert page.get_by_role("alert").count()
+    shots(page, "provider-form-error")
+    page.locator("#id_host").fill("127.0.0.1")
+    page.locator("#id_username").fill("mailer")
+    page.locator("#id_password").fill(PASSWORD)
+    page.get_by_role("button", name="Add provider").click()
+
+    # Edit: secrets show as set, never their values; blank keeps them.
+    card(page, "backup").get_by_role("link", name="Edit backup").click()
+    assert page.locator("#id_password").input_value() == ""
+    assert PASSWORD not in page.content()
+    assert page.locator("label[for=id_password]").inner_text() == "Password set"
+    shots(page, "provider-edit")
+    page.get_by_role("textbox", name="Name", exact=True).fill("backup relay")
+    page.get_by_role("button", name="Save").click()
+    assert card(page, "backup relay").count() == 1
+
+    # Reorder with the keyboard: the arrow buttons are plain form buttons.
+    down = card(page, "primary").get_by_role("button", name="Down: primary")
+    down.focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    names = page.locator("li.provider h2").all_inner_texts()
+    assert names == ["backup relay", "primary"]
+    assert card(page, "backup relay").get_by_text("default", exact=True).count() == 1
+    card(page, "primary").get_by_role("button", name="Make default: primary").click()
+    assert page.locator("li.provider h2").all_inner_texts() == ["primary", "backup relay"]
+
+    # Send a test through each; the second now points at a closed port.
+    card(page, "primary").get_by_role("button", name="Send test through primary").click()
+    result = card(page, "primary").locator(".test-result")
+    assert "Test message sent" in result.inner_text() and "pat@example.com" in result.inner_text()
+    assert first.received[-1].rcpt_tos == ["pat@example.com"]
+    shots(page, "providers-test-sent")
+    card(page, "backup relay").get_by_role("link", name="Edit backup relay").click()
+    page.get_by_label("Port").fill(str(free_port()))
+    page.get_by_role("button", name="Save").click()
+    card(page, "backup relay").get_by_role("button", name="Send test through backup relay").click()
+    failed = card(page, "backup relay").locator(".test-result")
+    assert "not sent: provider_error" in failed.inner_text()
+    assert re.search(r"in \d+ ms", failed.inner_text())
+    assert card(page, "backup relay").get_by_text("Last error").count() == 1
+    shots(page, "providers-test-failed")
+    assert PASSWORD not in page.content()
+    assert page.console_errors == [], page.console_errors
+
+
+def test_health_page_draws_bars_for_a_failing_and_a_healthy_provider(web, page, sinks):
+    sink = sinks[1]
+    username = make_user(web, "hal")
+    token = web.manage(
+        code=(
+            "from django.contrib.auth import get_user_model\n"
+            "from mailer.services import provider_config_create, token_create\n"
+            f"user = get_user_model().objects.get(username={username!r})\n"
+            "for name, port in (('flaky', %d), ('steady', %d)):\n"
+            "    provider_config_create(account=user, kind='smtp', name=name, settings="
+            "{'host': '127.0.0.1', 'port': port, 'security': 'none'})\n"
+            "print(token_create(account=user, name='health')[1])\n" % (free_port(), sink.port)
+        )
+    ).split()[-1]
+    for number in range(5):  # flaky fails three times, then its circuit opens: skipped
+        body = {"from": "hal@example.com", "to": "x@example.org", "subject": f"n{number}",
+                "text": "hi"}  # fmt: skip
+        status, email = web.request("POST", "/api/v1/emails", body, token=token)
+        assert status == 201 and email["status"] == "sent", email
+    sign_in(page, web, username)
+    page.goto(f"{web.url}/health/")
+    flaky = page.locator(".health-bar", has_text="flaky").locator("svg")
+    steady = page.locator(".health-bar", has_text="steady").locator("svg")
+    assert flaky.locator("rect.bar-provider_error").count() == 1
+    assert flaky.locator("rect.bar-skipped").count() == 1
+    assert steady.locator("rect.bar-sent").count() == 1
+    assert steady.locator("rect.bar-provider_error").count() == 0
+    title = flaky.locator("title").first.text_content()
+    assert title == "flaky: 3 provider error (60%), 2 skipped (circuit open) (40%)"
+    width = float(flaky.locator("rect.bar-provider_error").get_attribute("width"))
+    assert width == pytest.approx(60.0)
+    row = page.get_by_role("row", name=re.compile("^steady"))
+    assert "5 (100%)" in row.inner_text()
+    assert len(sink.received) == 5
+    shots(page, "health")
+    assert page.console_errors == [], page.console_errors
+
+
+def test_create_copy_use_and_revoke_a_token(web, page):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=web.url)
+    sign_in(page, web, make_user(web, "tia"))
+    page.goto(f"{web.url}/tokens/")
+    page.get_by_label("Token name").fill("deploy script")
+    page.get_by_role("button", name="Create token").click()
+    field = page.get_by_label("Token “deploy script”")
+    raw = field.input_value()
+    assert raw.startswith("es_") and field.get_attribute("readonly") is not None
+    assert "won't be shown again" in page.get_by_role("alert").inner_text()
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == raw
+    shots(page, "token-created")
+    assert api_status(web, raw) == 200
+
+    page.reload()  # shown once
+    assert raw not in page.content() and "shown only once" in page.content()
+    page.goto(f"{web.url}/tokens/")
+    row = page.get_by_role("row", name=re.compile("^deploy script"))
+    assert raw[:10] + "…" in row.inner_text() and "active" in row.inner_text()
+    assert "never" not in row.inner_text()  # the API call above was its first use
+    shots(page, "tokens")
+    row.get_by_role("link", name="Revoke deploy script").click()
+    shots(page, "token-revoke")
+    page.get_by_role("button", name="Revoke deploy script").click()
+    row = page.get_by_role("row", name=re.compile("^deploy script"))
+    assert "revoked" in row.inner_text() and row.get_by_role("link").count() == 0
+    assert api_status(web, raw) == 401
+    assert json.dumps(raw) not in page.content()
+    assert page.console_errors == [], page.console_errors
