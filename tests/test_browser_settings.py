@@ -39,30 +39,12 @@ def make_user(web, username: str) -> str:
 
 
 def sign_in(page, web, username: str) -> None:
-    """Through the login page (the other half of the portal); before it existed, a session
-    cookie made with Django's own session store did the same."""
-    response = page.goto(f"{web.url}/accounts/login/")
-    if response.status == 200 and page.locator("input[name=password]").count():
-        page.locator("input[name=username]").fill(username)
-        page.locator("input[name=password]").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(lambda url: "/accounts/login/" not in url)
-        return
-    key = web.manage(
-        code=(
-            "from importlib import import_module\n"
-            "from django.conf import settings\n"
-            "from django.contrib import auth\n"
-            f"user = auth.get_user_model().objects.get(username={username!r})\n"
-            "store = import_module(settings.SESSION_ENGINE).SessionStore()\n"
-            "store[auth.SESSION_KEY] = str(user.pk)\n"
-            "store[auth.BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
-            "store[auth.HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
-            "store.create()\n"
-            "print(store.session_key)\n"
-        )
-    ).split()[-1]
-    page.context.add_cookies([{"name": "sessionid", "value": key, "url": web.url}])
+    """Through the login page, as a person would."""
+    page.goto(f"{web.url}/accounts/login/")
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
 def shots(page, name: str) -> None:
