@@ -12,6 +12,7 @@ from django.utils.html import escape
 
 from mailer import listcache
 from mailer.models import Email, EmailStatus
+from mailer.services import email_process
 from tests.fakes.smtp import ScriptedHandler
 
 pytestmark = pytest.mark.django_db
@@ -142,6 +143,22 @@ def test_when_every_provider_fails_the_reason_and_attempts_show(
     assert email.status == EmailStatus.FAILED
     assert escape(email.failure_reason) in detail.content.decode()
     assert "status-failed" in detail.content.decode()
+
+
+def test_in_queue_mode_the_form_says_queued_and_the_detail_follows(
+    client, member, add_provider, smtp_sink, settings
+):
+    settings.DELIVERY_MODE = "queue"
+    provider = smtp(add_provider, smtp_sink.port, "sink")
+    response = send(client, provider)
+    detail = client.get(response.url)
+    assert flash(detail) == ["Queued: a worker sends it shortly; this page shows the outcome."]
+    assert 'data-refresh-seconds="5"' in detail.content.decode()
+    assert smtp_sink.received == []
+    email = Email.objects.get(account=member)
+    assert email_process(email_id=email.pk) == "sent"  # what the worker's task runs
+    html = client.get(response.url).content.decode()
+    assert "Sent via <strong>sink</strong>" in html and "data-refresh-seconds" not in html
 
 
 def test_service_errors_are_beside_their_fields_and_keep_the_input(

@@ -20,6 +20,8 @@ from mailer.models import EmailStatus, ProviderConfig
 from mailer.services.accounts import login_failure_record, login_throttle_check
 from mailer.validation import Attachment, OutgoingEmail
 
+from .settings_forms import BootstrapBoundField
+
 # The service's field names (mailer.validation) -> this form's; others go above the form.
 SERVICE_FIELDS = {
     "from": "from_email",
@@ -35,27 +37,10 @@ _CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
 
 class BootstrapMixin:
-    """Bootstrap classes on every widget, and `is-invalid` on the fields with errors."""
+    """Bootstrap's classes on every field (as on the provider pages), and the errors for the
+    summary above a form (templates/emails/_form_errors.html)."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        for field in self.fields.values():
-            widget = field.widget
-            if isinstance(widget, forms.CheckboxInput):
-                css = "form-check-input"
-            elif isinstance(widget, forms.Select):
-                css = "form-select"
-            else:
-                css = "form-control"
-            widget.attrs["class"] = f"{widget.attrs.get('class', '')} {css}".strip()
-
-    def add_error(self, field, error) -> None:
-        super().add_error(field, error)
-        for name in self.errors:
-            if name in self.fields:
-                widget = self.fields[name].widget
-                if "is-invalid" not in widget.attrs["class"]:
-                    widget.attrs["class"] += " is-invalid"
+    bound_field_class = BootstrapBoundField
 
     @property
     def fields_with_errors(self) -> list:
