@@ -67,6 +67,30 @@ def page(browser):
     context.close()
 
 
+PASSWORD = "a long pass phrase 77"
+
+
+def create_user(web: AppServer, username: str, password: str = PASSWORD) -> str:
+    """A user with a known password and email on the live server's database."""
+    web.manage(
+        code=(
+            "from django.contrib.auth import get_user_model\n"
+            f"get_user_model().objects.create_user({username!r}, "
+            f"email='{username}@example.com', password={password!r})\n"
+        )
+    )
+    return username
+
+
+def log_in(page, web: AppServer, username: str, password: str = PASSWORD) -> None:
+    """Through the login page, as a person would."""
+    page.goto(f"{web.url}/accounts/login/")
+    page.locator("input[name=username]").fill(username)
+    page.locator("input[name=password]").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
 def screenshot(page, name: str) -> Path:
     """Save a full-page screenshot under test-artifacts/screenshots/ (ignored by git)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -5,36 +5,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from tests.browser import screenshot
-from tests.fakes.smtp import ScriptedHandler, SmtpServer, free_port
-
-PASSWORD = "a long pass phrase 77"
-
-
-@pytest.fixture
-def smtp_servers():
-    """smtp_servers(handler=None) -> a started SmtpServer, stopped after the test."""
-    started: list[SmtpServer] = []
-
-    def start(handler: ScriptedHandler | None = None) -> SmtpServer:
-        started.append(SmtpServer(handler).start())
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-def create_user(web, username: str) -> None:
-    web.manage(
-        code=(
-            "from django.contrib.auth import get_user_model\n"
-            f"get_user_model().objects.create_user({username!r}, "
-            f"email='{username}@example.com', password={PASSWORD!r})\n"
-        )
-    )
+from tests.browser import PASSWORD, create_user, log_in, screenshot
+from tests.fakes.smtp import ScriptedHandler, free_port
 
 
 def add_smtp(web, username: str, name: str, port: int) -> None:
@@ -50,14 +22,6 @@ def add_smtp(web, username: str, name: str, port: int) -> None:
     )
 
 
-def log_in(page, web, username: str, password: str = PASSWORD) -> None:
-    page.goto(f"{web.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{web.url}/emails/")
-
-
 def fill_send_form(page, *, to: str, subject: str, text: str) -> None:
     page.get_by_label("From").fill("Dana <dana@example.com>")
     page.get_by_label("To", exact=True).fill(to)
@@ -65,8 +29,8 @@ def fill_send_form(page, *, to: str, subject: str, text: str) -> None:
     page.get_by_label("Text body").fill(text)
 
 
-def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp_servers):
-    sink = smtp_servers()
+def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp_server):
+    sink = smtp_server()
     page.goto(web.url)
     assert page.url == f"{web.url}/accounts/login/"
     assert page.title() == "Log in · emailservice"
@@ -125,9 +89,9 @@ def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp
     assert page.console_errors == [], page.console_errors
 
 
-def test_a_failing_first_provider_fails_over_to_the_second(web, page, smtp_servers):
-    busy = smtp_servers(ScriptedHandler(mail_reply="421 4.7.0 Too busy, try later"))
-    backup = smtp_servers()
+def test_a_failing_first_provider_fails_over_to_the_second(web, page, smtp_server):
+    busy = smtp_server(ScriptedHandler(mail_reply="421 4.7.0 Too busy, try later"))
+    backup = smtp_server()
     create_user(web, "gail")
     add_smtp(web, "gail", "busy-primary", busy.port)
     add_smtp(web, "gail", "backup", backup.port)
@@ -149,9 +113,9 @@ def test_a_failing_first_provider_fails_over_to_the_second(web, page, smtp_serve
     assert len(backup.received) == 1 and busy.received == []
 
 
-def test_a_form_error_is_shown_beside_its_field_and_keeps_the_input(web, page, smtp_servers):
+def test_a_form_error_is_shown_beside_its_field_and_keeps_the_input(web, page, smtp_server):
     create_user(web, "ivan")
-    add_smtp(web, "ivan", "relay", smtp_servers().port)
+    add_smtp(web, "ivan", "relay", smtp_server().port)
     log_in(page, web, "ivan")
     page.goto(f"{web.url}/send/")
     fill_send_form(page, to="judy@example.org\nnot-an-address", subject="Kept", text="Body kept")
@@ -198,9 +162,9 @@ def test_password_reset_mail_arrives_through_the_site_mailer_and_its_link_works(
     screenshot(page, "main-password-change")
 
 
-def test_pages_fit_a_phone_and_start_with_a_skip_link(web, browser, smtp_servers):
+def test_pages_fit_a_phone_and_start_with_a_skip_link(web, browser, smtp_server):
     create_user(web, "lena")
-    add_smtp(web, "lena", "relay", smtp_servers().port)
+    add_smtp(web, "lena", "relay", smtp_server().port)
     context = browser.new_context(viewport={"width": 375, "height": 740})
     page = context.new_page()
     try:
@@ -229,9 +193,9 @@ def test_pages_fit_a_phone_and_start_with_a_skip_link(web, browser, smtp_servers
         context.close()
 
 
-def test_the_html_body_is_shown_sandboxed_and_never_runs(web, page, smtp_servers):
+def test_the_html_body_is_shown_sandboxed_and_never_runs(web, page, smtp_server):
     create_user(web, "nora")
-    add_smtp(web, "nora", "relay", smtp_servers().port)
+    add_smtp(web, "nora", "relay", smtp_server().port)
     log_in(page, web, "nora")
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

@@ -10,10 +10,9 @@ import urllib.request
 
 import pytest
 
-from tests.browser import screenshot
+from tests.browser import PASSWORD, create_user, log_in, screenshot
 from tests.fakes.smtp import SmtpServer, free_port
 
-PASSWORD = "browser-pass-never-shown"
 PHONE = {"width": 375, "height": 812}
 
 
@@ -24,27 +23,6 @@ def sinks():
     yield started
     for sink in started:
         sink.stop()
-
-
-def make_user(web, username: str) -> str:
-    """A user with a known password and email on the live server's database."""
-    web.manage(
-        code=(
-            "from django.contrib.auth import get_user_model\n"
-            f"get_user_model().objects.create_user({username!r}, "
-            f"email='{username}@example.com', password={PASSWORD!r})\n"
-        )
-    )
-    return username
-
-
-def sign_in(page, web, username: str) -> None:
-    """Through the login page, as a person would."""
-    page.goto(f"{web.url}/accounts/login/")
-    page.locator("input[name=username]").fill(username)
-    page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
 def shots(page, name: str) -> None:
@@ -83,7 +61,7 @@ def fill_smtp(page, *, name: str, port: int, password: str = PASSWORD) -> None:
 
 def test_add_edit_reorder_and_test_providers(web, page, sinks):
     first, second = sinks
-    sign_in(page, web, make_user(web, "pat"))
+    log_in(page, web, create_user(web, "pat"))
     page.goto(f"{web.url}/providers/")
     page.get_by_role("link", name="Add a provider").first.click()
     screenshot(page, "provider-add-choice")
@@ -158,7 +136,7 @@ def test_add_edit_reorder_and_test_providers(web, page, sinks):
 
 def test_health_page_draws_bars_for_a_failing_and_a_healthy_provider(web, page, sinks):
     sink = sinks[1]
-    username = make_user(web, "hal")
+    username = create_user(web, "hal")
     token = web.manage(
         code=(
             "from django.contrib.auth import get_user_model\n"
@@ -175,7 +153,7 @@ def test_health_page_draws_bars_for_a_failing_and_a_healthy_provider(web, page, 
                 "text": "hi"}  # fmt: skip
         status, email = web.request("POST", "/api/v1/emails", body, token=token)
         assert status == 201 and email["status"] == "sent", email
-    sign_in(page, web, username)
+    log_in(page, web, username)
     page.goto(f"{web.url}/health/")
     flaky = page.locator(".health-bar", has_text="flaky").locator("svg")
     steady = page.locator(".health-bar", has_text="steady").locator("svg")
@@ -196,7 +174,7 @@ def test_health_page_draws_bars_for_a_failing_and_a_healthy_provider(web, page, 
 
 def test_create_copy_use_and_revoke_a_token(web, page):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=web.url)
-    sign_in(page, web, make_user(web, "tia"))
+    log_in(page, web, create_user(web, "tia"))
     page.goto(f"{web.url}/tokens/")
     page.get_by_label("Token name").fill("deploy script")
     page.get_by_role("button", name="Create token").click()

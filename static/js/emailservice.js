@@ -4,9 +4,15 @@ document.addEventListener("click", (event) => {
   if (!button) return;
   const source = document.getElementById(button.dataset.copyTarget);
   if (!source) return;
-  navigator.clipboard.writeText(source.value || source.textContent.trim()).then(() => {
-    button.textContent = "Copied";
-  });
+  const done = () => { button.textContent = "Copied"; };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(source.value || source.textContent.trim()).then(done);
+    return;
+  }
+  // No clipboard API (plain HTTP away from localhost): select the text so Ctrl+C copies it.
+  if (source.select) source.select();
+  if (document.execCommand && document.execCommand("copy")) done();
+  else button.textContent = "Press Ctrl+C";
 });
 
 // Emails pages (mailer/web/emails.py) ------------------------------------------------------------
