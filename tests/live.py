@@ -122,4 +122,8 @@ def _stop(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # never leave a server behind; the test fails
         process.wait(timeout=10)
         raise
-    time.sleep(0.5)  # let the group's last members exit before callers look for leftovers
+    # Let the group's last members (gunicorn's workers, the sink) exit before callers look for
+    # leftovers: a loaded machine may need more than a moment, a leftover never goes.
+    deadline = time.monotonic() + 15
+    while process_group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
