@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -20,31 +21,32 @@ def py_spy() -> str | None:
     return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
-def start(pid: int, out: Path, *, seconds: float, subprocesses: bool = True):
-    """Start recording `pid` (and its children) in the background; returns the py-spy process."""
+def start(pid: int, out: Path, *, seconds: float | None, subprocesses: bool = True):
+    """Start recording `pid` (and its children) in the background; returns the py-spy process.
+    Without `seconds` it records until stop()."""
     tool = py_spy()
     if tool is None:
         return None
-    command = [
-        tool,
-        "record",
-        "--pid",
-        str(pid),
-        "--duration",
-        str(max(1, round(seconds))),
-        "--rate",
-        "250",
-        "--format",
-        "raw",
-        "--nonblocking",
-        "--output",
-        str(out),
-    ]
+    command = [tool, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+               "--nonblocking", "--output", str(out)]  # fmt: skip
+    if seconds is not None:
+        command += ["--duration", str(max(1, round(seconds)))]
     if subprocesses:
         command.append("--subprocesses")
     # Idle frames too: a request's time includes waiting on SQLite's lock, Redis and the sink.
     command.append("--idle")
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(recorder) -> None:
+    """End a recording started without a duration; py-spy writes its output on SIGINT."""
+    if recorder is None:
+        return
+    recorder.send_signal(signal.SIGINT)
+    try:
+        recorder.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        recorder.kill()
 
 
 def _label(frame: str) -> str:
@@ -84,14 +86,21 @@ def summarize(path: Path, *, top: int = 30) -> dict:
     total = 0
     if not path.exists():
         return {"samples": 0, "inclusive": [], "self": [], "packages": []}
+    lines = []
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if stack and count.isdigit():
+            raw = stack.split(";")
+            lines.append((sum(f.startswith("process ") for f in raw), raw, int(count)))
+    # With --subprocesses each stack starts with its process chain: keep the deepest (gunicorn's
+    # or Celery's workers), not the parent that only waits for signals.
+    depth = max((d for d, _, _ in lines), default=0)
+    for level, raw, samples in lines:
+        if level != depth:
             continue
-        frames = [_label(f) for f in stack.split(";") if "(" in f]
+        frames = [_label(f) for f in raw if "(" in f and not f.startswith("process ")]
         if not frames:
             continue
-        samples = int(count)
         total += samples
         for label in set(frames):
             if not any(p in label for p in PLUMBING):

@@ -64,7 +64,7 @@ class Sizes:
     max_seconds: int  # the whole run is stopped past this
 
 
-FULL = Sizes("full", 1_000_000, 3, 4, 10, 300, 200, 50_000, 60, 1500, 3000, 900)
+FULL = Sizes("full", 1_000_000, 3, 4, 10, 200, 200, 50_000, 45, 1000, 3000, 900)
 QUICK = Sizes("quick", 10_000, 2, 1, 2, 20, 20, 400, 8, 100, 200, 300)
 SOAK = Sizes("soak", 10_000, 1, 1, 1, 5, 5, 50_000, 900, 100, 200, 1500)
 
@@ -134,6 +134,7 @@ class Bench:
         self.experiment_env: dict[str, str] = {}
         self.experiment_gunicorn: list[str] = []
         self.python = PYTHON
+        self.results_dir = RESULTS
 
     # Infrastructure ---------------------------------------------------------------------------
 
