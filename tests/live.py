@@ -79,6 +79,21 @@ class LiveApp:
         ).stdout
 
 
+def processes_of(env_file: str) -> list[int]:
+    """Every process started for this run: they all inherit its ENV_FILE, whatever their group."""
+    marker = f"ENV_FILE={env_file}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
 def process_group_alive(pid: int) -> bool:
     try:
         os.killpg(pid, 0)
@@ -110,6 +125,18 @@ def running_app(tmp_path: Path) -> Iterator[LiveApp]:
         yield app
     finally:
         _stop(process)
+        _no_leftovers(env["ENV_FILE"])
+
+
+def _no_leftovers(env_file: str) -> None:
+    """Every process make run started has gone (within 15 s); any left is killed, then reported."""
+    deadline = time.monotonic() + 15
+    while processes_of(env_file) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = processes_of(env_file)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"make run left processes behind: {left}"
 
 
 def _stop(process: subprocess.Popen) -> None:
