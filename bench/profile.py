@@ -77,9 +77,15 @@ PLUMBING = ("gunicorn/", "<frozen runpy>", "threading.py", "django/core/handlers
             "ninja/operation.py", "celery/", "billiard/", "kombu/", "click/")  # fmt: skip
 
 
+# Frames that mark "working on a request or task"; samples outside them are a worker waiting
+# for work, which says nothing about where a request's time goes.
+FOCUS = ("handle_request (gunicorn/", "trace_task (celery/", "handle_DATA (", "_handle_client (")
+
+
 def summarize(path: Path, *, top: int = 30) -> dict:
     """Inclusive share of samples per function (counted once a stack; request plumbing left
-    out), self share, and self share by package."""
+    out), self share, and self share by package; over the samples spent on a request or task
+    when the profile has any."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     packages: Counter[str] = Counter()
@@ -95,9 +101,11 @@ def summarize(path: Path, *, top: int = 30) -> dict:
     # With --subprocesses each stack starts with its process chain: keep the deepest (gunicorn's
     # or Celery's workers), not the parent that only waits for signals.
     depth = max((d for d, _, _ in lines), default=0)
-    for level, raw, samples in lines:
-        if level != depth:
-            continue
+    lines = [(d, raw, n) for d, raw, n in lines if d == depth]
+    busy = [x for x in lines if any(m in f for f in x[1] for m in FOCUS)]
+    all_samples = sum(n for _, _, n in lines)
+    lines = busy or lines
+    for _, raw, samples in lines:
         frames = [_label(f) for f in raw if "(" in f and not f.startswith("process ")]
         if not frames:
             continue
@@ -113,6 +121,7 @@ def summarize(path: Path, *, top: int = 30) -> dict:
 
     return {
         "samples": total,
+        "busy_share": round(100 * total / all_samples, 1) if all_samples else 0.0,
         "inclusive": share(inclusive),
         "self": share(own),
         "packages": share(packages),

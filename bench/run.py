@@ -368,22 +368,25 @@ class Bench:
     def warm_up(self, token: str) -> None:
         self.load({"kind": "post", "token": token, "concurrency": CONCURRENCY, "count": 40})
 
-    def profiled(self, name: str, pid: int, seconds: float, run) -> dict:
-        """Run `run()` while py-spy records pid and its children; keep the summary."""
-        out = RESULTS / f"profile-{name}.txt"
-        recorder = profile.start(pid, out, seconds=seconds) if self.do_profile else None
-        if recorder is None:
-            result = run()
-            return result
+    def profiled(self, name: str, pids: dict[str, int], run) -> dict:
+        """Run `run()` while py-spy records each pid (and its children); keep the summaries
+        as profiles[name] (or name-key for more than one)."""
+        if not self.do_profile:
+            return run()
+        recorders = {
+            key: (profile.start(pid, RESULTS / f"profile-{name}-{key}.txt", seconds=None))
+            for key, pid in pids.items()
+        }
         time.sleep(0.5)  # py-spy attaches
         try:
             result = run()
         finally:
-            try:
-                recorder.wait(timeout=seconds + 30)
-            except subprocess.TimeoutExpired:
-                recorder.kill()
-        self.results["profiles"][name] = profile.summarize(out)
+            for recorder in recorders.values():
+                profile.stop(recorder)
+        for key in pids:
+            label = name if len(pids) == 1 else f"{name}-{key}"
+            summary = profile.summarize(RESULTS / f"profile-{name}-{key}.txt")
+            self.results["profiles"][label] = summary
         return result
 
     # Items ------------------------------------------------------------------------------------
@@ -436,21 +439,11 @@ class Bench:
         if not self.results["items"]["1_send_throughput"]["met"]:
             self.log("   below target: profiling the web workers and the sink under the same load")
             servers = next(p for p in self.procs.started if "bench.servers" in " ".join(p.args))
-            job = {
-                "kind": "post",
-                "token": token,
-                "concurrency": CONCURRENCY,
-                "seconds": min(8, s.send_seconds),
-            }
-            sink_recorder = (
-                profile.start(servers.pid, RESULTS / "profile-sink.txt", seconds=job["seconds"])
-                if self.do_profile
-                else None
+            job = {"kind": "post", "token": token, "concurrency": CONCURRENCY,
+                   "seconds": min(8, s.send_seconds)}  # fmt: skip
+            self.profiled(
+                "send", {"web": self.gunicorn.pid, "sink": servers.pid}, lambda: self.load(job)
             )
-            self.profiled("send", self.gunicorn.pid, job["seconds"], lambda: self.load(job))
-            if sink_recorder is not None:
-                sink_recorder.wait(timeout=60)
-                self.results["profiles"]["sink"] = profile.summarize(RESULTS / "profile-sink.txt")
 
     def list_variants(self) -> list[dict]:
         account_id = self.accounts["lister"]["user"].pk
@@ -543,10 +536,12 @@ class Bench:
         missed = [n for n, v in item["variants"].items() if not v["met"]]
         if missed:
             self.log(f"   above target ({', '.join(missed)}): profiling the web workers")
-            slow = [v for v in variants if v["name"] in missed]
-            # Sample mostly the missed variants, with the cheapest (hit) ones repeated more.
-            job = {**job, "variants": slow, "samples": max(50, s.list_samples), "warmup": 1}
-            self.profiled("list", self.gunicorn.pid, 10, lambda: self.load(job))
+            for kind, samples in (("hit", 300), ("miss", 150)):
+                slow = [v for v in variants if v["name"] in missed and v["name"].endswith(kind)]
+                if slow:
+                    job = {**job, "variants": slow, "samples": samples, "warmup": 1}
+                    self.profiled(f"list-{kind}", {"web": self.gunicorn.pid},
+                                  lambda job=job: self.load(job))  # fmt: skip
 
     def full_count_ms(self) -> float:
         """What COUNT(*) over the listed account costs, as it ran on every uncached page."""
