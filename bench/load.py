@@ -2,9 +2,10 @@
 the app. bench.run starts it with one JSON job as its argument; it prints one JSON result.
 
 Jobs: "post" (POST emails from N threads, each over its own http.client connection, for a time
-or a count), "get" (sequential GETs of several variants, round robin, for latency), "smtp" (the
-raw smtplib baseline: one connection, one message after another) and "noop" (publish the raw
-Celery no-op task from N threads).
+or a count), "alternate" (sequential POSTs taking turns between accounts), "get" (sequential
+GETs of several variants, round robin, for latency), "smtp" (the raw smtplib baseline: one
+connection, one message after another) and "noop" (publish the raw Celery no-op task from N
+threads).
 """
 
 from __future__ import annotations
@@ -67,6 +68,23 @@ class Client:
         except (http.client.HTTPException, OSError):
             self.conn.close()
             raise
+
+
+def job_alternate(job: dict) -> dict:
+    """Sequential POSTs alternating between accounts (`tokens`: name -> token), so that every
+    account's latencies see the same moments of the shared machine; `count` sends each."""
+    clients = {name: Client(job["url"], token) for name, token in job["tokens"].items()}
+    latencies: dict[str, list[float]] = {name: [] for name in clients}
+    statuses: dict[str, dict[str, int]] = {name: {} for name in clients}
+    for n in range(job["count"]):
+        for name, client in clients.items():
+            clock = time.perf_counter()
+            status, _ = client.request("POST", "/api/v1/emails", email_payload(n))
+            elapsed = (time.perf_counter() - clock) * 1000
+            statuses[name][str(status)] = statuses[name].get(str(status), 0) + 1
+            if status == 201:
+                latencies[name].append(elapsed)
+    return {name: {"statuses": statuses[name], **summary(v)} for name, v in latencies.items()}
 
 
 def job_post(job: dict) -> dict:
@@ -202,7 +220,13 @@ def job_noop(job: dict) -> dict:
     return {"ok": job["count"], "seconds": elapsed, "rate": job["count"] / elapsed}
 
 
-JOBS = {"post": job_post, "get": job_get, "smtp": job_smtp, "noop": job_noop}
+JOBS = {
+    "post": job_post,
+    "alternate": job_alternate,
+    "get": job_get,
+    "smtp": job_smtp,
+    "noop": job_noop,
+}
 
 if __name__ == "__main__":
     job = json.loads(sys.argv[1])

@@ -74,7 +74,8 @@ def _package(label: str) -> str:
 # inclusive list, where they would only say "100%".
 PLUMBING = ("gunicorn/", "<frozen runpy>", "threading.py", "django/core/handlers/",
             "django/utils/deprecation.py", "whitenoise/", "mailer/middleware.py",
-            "ninja/operation.py", "celery/", "billiard/", "kombu/", "click/")  # fmt: skip
+            "ninja/operation.py", "celery/", "billiard/", "kombu/", "click/",
+            "__init__ (__init__)")  # fmt: skip
 
 
 # Frames that mark "working on a request or task"; samples outside them are a worker waiting
@@ -82,7 +83,7 @@ PLUMBING = ("gunicorn/", "<frozen runpy>", "threading.py", "django/core/handlers
 FOCUS = ("handle_request (gunicorn/", "trace_task (celery/", "handle_DATA (", "_handle_client (")
 
 
-def summarize(path: Path, *, top: int = 30) -> dict:
+def summarize(path: Path, *, top: int = 80) -> dict:
     """Inclusive share of samples per function (counted once a stack; request plumbing left
     out), self share, and self share by package; over the samples spent on a request or task
     when the profile has any."""

@@ -190,11 +190,19 @@ def markdown(results: dict) -> str:
             "(measured directly); an uncached page no longer pays it on every request."
         )
     memory = results["items"].get("5_memory")
-    if memory and memory["capped_by_time"]:
-        notes.append(
-            f"Memory: {memory['sends']:,} sends fit the time budget of "
-            f"{results['sizes']['soak_seconds']:.0f} s; `make bench-soak` runs 50,000."
+    if memory:
+        answers = ", ".join(f"{n} x {code}" for code, n in memory["statuses"].items())
+        note = (
+            f"Memory: {memory['sends']:,} sends in {memory['seconds']:.0f} s "
+            f"({memory['rate']:.0f}/s; answers: {answers}); RSS after the first 20 % of sends "
+            "-> at the end, and the least-squares slope over that stretch."
         )
+        if memory["capped_by_time"]:
+            note += (
+                f" That is what fits the time budget of {results['sizes']['soak_seconds']:.0f} s;"
+                " `make bench-soak` runs 50,000."
+            )
+        notes.append(note)
     for key, error in results.get("errors", {}).items():
         notes.append(f"Item {key} failed: `{error.strip().splitlines()[-1]}`")
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
@@ -205,9 +213,16 @@ def profiles_markdown(results: dict, *, top: int = 12) -> str:
     for name, summary in results.get("profiles", {}).items():
         if not summary.get("samples"):
             continue
-        parts.append(f"py-spy, `{name}` ({summary['samples']} samples), inclusive share:\n")
+        packages = ", ".join(f"{label} {share} %" for label, share in summary["packages"][:8])
+        ours = [x for x in summary["inclusive"] if "(mailer/" in x[0]] or summary["inclusive"]
+        parts.append(
+            f"py-spy, `{name}`: {summary['samples']} samples while handling a request or task "
+            f"({summary.get('busy_share', 100)} % of the processes' samples). Own time by "
+            f"package: {packages}. Inclusive share of the project's functions (of all, for the "
+            "sink):\n"
+        )
         parts.append("```")
-        parts += [f"{share:5.1f}%  {label}" for label, share in summary["inclusive"][:top]]
+        parts += [f"{share:5.1f}%  {label}" for label, share in ours[:top]]
         parts.append("```\n")
     return "\n".join(parts)
 

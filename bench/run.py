@@ -630,16 +630,9 @@ class Bench:
             )
         runs = []
         for repeat in range(s.repeats):
-            figures = {}
-            for name in ("healthy", "failover"):
-                figures[name] = self.load(
-                    {
-                        "kind": "post",
-                        "token": self.accounts[name]["token"],
-                        "concurrency": 1,
-                        "count": s.failover_samples,
-                    }
-                )
+            tokens = {name: self.accounts[name]["token"] for name in ("healthy", "failover")}
+            figures = self.load({"kind": "alternate", "tokens": tokens,
+                                 "count": s.failover_samples})  # fmt: skip
             healthy, open_ = figures["healthy"], figures["failover"]
             runs.append(
                 {
