@@ -92,7 +92,7 @@ def summarize(path: Path, *, top: int = 80) -> dict:
     packages: Counter[str] = Counter()
     total = 0
     if not path.exists():
-        return {"samples": 0, "inclusive": [], "self": [], "packages": []}
+        return {"samples": 0, "busy_share": 0.0, "inclusive": [], "self": [], "packages": []}
     lines = []
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")

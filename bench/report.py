@@ -214,13 +214,14 @@ def profiles_markdown(results: dict, *, top: int = 12) -> str:
         if not summary.get("samples"):
             continue
         packages = ", ".join(f"{label} {share} %" for label, share in summary["packages"][:8])
-        ours = [x for x in summary["inclusive"] if "(mailer/" in x[0]] or summary["inclusive"]
+        ours = [x for x in summary["inclusive"] if "(mailer/" in x[0]]
+        whose = "the project's functions" if ours else "its functions (none are the project's)"
         parts.append(
             f"py-spy, `{name}`: {summary['samples']} samples while handling a request or task "
             f"({summary.get('busy_share', 100)} % of the processes' samples). Own time by "
-            f"package: {packages}. Inclusive share of the project's functions (of all, for the "
-            "sink):\n"
+            f"package: {packages}. Inclusive share of {whose}:\n"
         )
+        ours = ours or summary["inclusive"]
         parts.append("```")
         parts += [f"{share:5.1f}%  {label}" for label, share in ours[:top]]
         parts.append("```\n")
