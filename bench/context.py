@@ -1,0 +1,267 @@
+"""The running bench: redis, the SMTP sink and blackhole, gunicorn, and the load generator."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+
+from bench import profile
+from bench.procs import Processes, children, cpu_seconds, free_port, wait_http, wait_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+PYTHON = sys.executable
+CACHE_PREFIX = "bench"
+
+WORKERS = 2
+CONCURRENCY = 8
+THRESHOLD = 3
+CONNECT_TIMEOUT = 1.0
+READ_TIMEOUT = 2.0
+RESET_SECONDS = 600.0  # long enough that no probe interrupts the open-circuit measurement
+
+
+class Bench:
+    """What every item works with: the sizes, the servers, the accounts, the load generator and
+    the results being collected. The orchestrator (bench/run.py) builds it and passes it in."""
+
+    def __init__(self, sizes, workdir: Path, *, do_profile: bool, targets: dict) -> None:
+        self.sizes = sizes
+        self.workdir = workdir
+        self.do_profile = do_profile
+        self.targets = targets
+        self.procs = Processes(workdir)
+        self.results: dict = {"sizes": asdict(sizes), "items": {}, "profiles": {}}
+        self.gunicorn: subprocess.Popen | None = None
+        self.experiment_env: dict[str, str] = {}
+        self.experiment_gunicorn: list[str] = []
+        self.python = PYTHON
+        self.results_dir = RESULTS
+
+    def log(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    # Infrastructure ---------------------------------------------------------------------------
+
+    def start_infrastructure(self) -> None:
+        self.redis_port = free_port()
+        self.procs.start(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--loglevel",
+                "warning",
+            ],
+            env=dict(os.environ),
+            cwd=self.workdir,
+        )
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.sink_port, self.blackhole_port, self.stats_port = free_port(), free_port(), free_port()
+        self.procs.start(
+            "servers",
+            [
+                PYTHON,
+                "-m",
+                "bench.servers",
+                str(self.sink_port),
+                str(self.blackhole_port),
+                str(self.stats_port),
+            ],
+            env=dict(os.environ),
+            cwd=ROOT,
+        )
+        for port in (self.redis_port, self.sink_port, self.blackhole_port, self.stats_port):
+            wait_port(port)
+        self.env = self.app_env()
+        (self.workdir / "static").mkdir()
+
+    def app_env(self) -> dict[str, str]:
+        """The app's environment: production settings, changed only where loopback needs it."""
+        from cryptography.fernet import Fernet
+
+        return {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", str(self.workdir)),
+            "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "ENV_FILE": str(self.workdir / "no.env"),
+            "SECRET_KEY": "bench-" + Fernet.generate_key().decode(),
+            "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "SQLITE_PATH": str(self.workdir / "bench.sqlite3"),
+            "STATIC_ROOT": str(self.workdir / "static"),
+            "REDIS_URL": self.redis_url,
+            "CACHE_KEY_PREFIX": CACHE_PREFIX,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "ALLOW_PRIVATE_PROVIDER_HOSTS": "true",  # every provider here is on loopback
+            "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback, no TLS proxy in front
+            "PROVIDER_TIMEOUT": str(READ_TIMEOUT),
+            "PROVIDER_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
+            "BREAKER_THRESHOLD": str(THRESHOLD),
+            "BREAKER_RESET_SECONDS": str(RESET_SECONDS),
+            "API_RATE_LIMIT": "1000000000/minute",  # still counted in Redis on every request
+            "MAIL_PROVIDER_URLS": f"smtp://127.0.0.1:{self.sink_port}",
+            "DELIVERY_MODE": "sync",
+            **self.experiment_env,
+        }
+
+    def sink(self, *, reset: bool = False) -> dict:
+        path = "/reset" if reset else "/"
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def servers_process(self) -> subprocess.Popen:
+        return next(p for p in self.procs.started if "bench.servers" in " ".join(p.args))
+
+    def setup_django(self) -> None:
+        os.environ.update(self.env)
+        import django
+
+        django.setup()
+
+    def setup_accounts(self) -> None:
+        from django.contrib.auth import get_user_model
+        from django.db import connections
+
+        from mailer.services import provider_config_create, token_create
+
+        users = get_user_model().objects
+
+        def smtp(account, name: str, port: int, priority: int):
+            return provider_config_create(
+                account=account,
+                kind="smtp",
+                name=name,
+                priority=priority,
+                settings={"host": "127.0.0.1", "port": port, "security": "none"},
+            )
+
+        self.accounts: dict[str, dict] = {}
+        lister = users.get(username="lister")
+        self.accounts["lister"] = {"user": lister, "token": token_create(account=lister)[1]}
+        for name in ("sender", "healthy", "failover", "queue"):
+            user = users.create_user(name, email=f"{name}@example.com")
+            self.accounts[name] = {"user": user, "token": token_create(account=user)[1]}
+        smtp(self.accounts["sender"]["user"], "sink", self.sink_port, 10)
+        smtp(self.accounts["queue"]["user"], "sink", self.sink_port, 10)
+        smtp(self.accounts["healthy"]["user"], "sink", self.sink_port, 10)
+        smtp(self.accounts["healthy"]["user"], "sink-2", self.sink_port, 20)
+        self.blackhole = smtp(self.accounts["failover"]["user"], "hole", self.blackhole_port, 10)
+        smtp(self.accounts["failover"]["user"], "sink", self.sink_port, 20)
+        connections.close_all()
+
+    def start_gunicorn(self, **extra_env: str) -> None:
+        self.http_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.gunicorn = self.procs.start(
+            "gunicorn",
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "emailservice.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.http_port}",
+                "--workers",
+                str(WORKERS),
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+                *self.experiment_gunicorn,
+            ],
+            env={**self.env, **extra_env},
+            cwd=ROOT,
+        )
+        wait_http(self.url + "/healthz", process=self.gunicorn)
+        self.workers = children(self.gunicorn.pid)
+
+    def stop_gunicorn(self) -> None:
+        if self.gunicorn is not None:
+            self.procs.stop(self.gunicorn)
+            self.gunicorn = None
+
+    # Load -------------------------------------------------------------------------------------
+
+    def cpu_roles(self) -> dict[str, list[int]]:
+        servers = self.servers_process()
+        redis = next(p for p in self.procs.started if p.args[0] == "redis-server")
+        roles = {"sink": [servers.pid], "redis": [redis.pid]}
+        if self.gunicorn is not None:
+            roles["web_workers"] = list(self.workers)
+        return roles
+
+    def load_with_cpu(self, job: dict) -> dict:
+        """load(), plus the CPU each role used meanwhile, in cores (1.0 = one core busy)."""
+        roles = self.cpu_roles()
+        before = {r: sum(cpu_seconds(p) for p in pids) for r, pids in roles.items()}
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children_before = usage.ru_utime + usage.ru_stime
+        started = time.monotonic()
+        result = self.load(job)
+        elapsed = time.monotonic() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cores = {
+            r: (sum(cpu_seconds(p) for p in pids) - before[r]) / elapsed
+            for r, pids in roles.items()
+        }
+        cores["load_generator"] = (usage.ru_utime + usage.ru_stime - children_before) / elapsed
+        result["cpu_cores"] = {r: round(v, 2) for r, v in cores.items()}
+        return result
+
+    def load(self, job: dict, *, timeout: float = 900) -> dict:
+        """Run one job in the load generator process and return its result."""
+        job.setdefault("url", self.url)
+        result = subprocess.run(
+            [PYTHON, "-m", "bench.load", json.dumps(job)],
+            cwd=ROOT,
+            env={**self.env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"load job {job['kind']} failed:\n{result.stderr}")
+        return json.loads(result.stdout)
+
+    def warm_up(self, token: str) -> None:
+        self.load({"kind": "post", "token": token, "concurrency": CONCURRENCY, "count": 40})
+
+    def profiled(self, name: str, pids: dict[str, int], run) -> dict:
+        """Run `run()` while py-spy records each pid (and its children); keep the summaries
+        as profiles[name] (or name-key for more than one)."""
+        if not self.do_profile:
+            return run()
+        recorders = {
+            key: (profile.start(pid, RESULTS / f"profile-{name}-{key}.txt", seconds=None))
+            for key, pid in pids.items()
+        }
+        time.sleep(0.5)  # py-spy attaches
+        try:
+            result = run()
+        finally:
+            for recorder in recorders.values():
+                profile.stop(recorder)
+        for key in pids:
+            label = name if len(pids) == 1 else f"{name}-{key}"
+            summary = profile.summarize(RESULTS / f"profile-{name}-{key}.txt")
+            self.results["profiles"][label] = summary
+        return result

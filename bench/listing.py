@@ -1,0 +1,131 @@
+"""Item 2: sent-list latency, cache hit and miss, against a trivial JSON view on the same app."""
+
+from __future__ import annotations
+
+import time
+
+from bench.context import CACHE_PREFIX
+from bench.report import spread
+
+
+def variants(bench) -> list[dict]:
+    account_id = bench.accounts["lister"]["user"].pk
+    bump = f"{CACHE_PREFIX}:1:emails:version:{account_id}"
+    last_page = max(1, min(5000, bench.sizes.rows // 10))
+    return [
+        {"name": "trivial", "path": "/bench/trivial"},
+        {"name": "page1_hit", "path": "/api/v1/emails?page=1", "auth": True},
+        {
+            "name": f"page{last_page}_hit",
+            "path": f"/api/v1/emails?page={last_page}",
+            "auth": True,
+        },
+        {"name": "page1_miss", "path": "/api/v1/emails?page=1", "auth": True, "bump": bump},
+        {
+            "name": f"page{last_page}_miss",
+            "path": f"/api/v1/emails?page={last_page}",
+            "auth": True,
+            "bump": bump,
+        },
+    ]
+
+
+def check_bump_key(bench) -> None:
+    """The load generator invalidates the account's list pages by setting the version key
+    in Redis directly; make sure that key is the one the app reads."""
+    import redis
+
+    from mailer import listcache
+
+    account_id = bench.accounts["lister"]["user"].pk
+    value = time.time_ns()
+    redis.Redis.from_url(bench.redis_url).set(variants(bench)[3]["bump"], value)
+    if listcache.version(account_id) != value:
+        raise RuntimeError("the list cache version key is not where the bench expects it")
+
+
+def full_count_ms(bench) -> float:
+    """What COUNT(*) over the listed account costs, as it ran on every uncached page."""
+    from django.db import connections
+
+    from mailer.models import Email
+
+    started = time.perf_counter()
+    Email.objects.filter(account=bench.accounts["lister"]["user"]).count()
+    elapsed = (time.perf_counter() - started) * 1000
+    connections.close_all()
+    return round(elapsed, 1)
+
+
+def _repeat(bench, job: dict, repeat: int) -> dict:
+    """One round-robin pass over the variants, with each variant's ratios to the trivial view."""
+    result = bench.load(job)
+    base = result["variants"]["trivial"]
+    ratios = {}
+    for name, figures in result["variants"].items():
+        if name != "trivial":
+            ratios[name] = {
+                "p50": figures["p50_ms"] / base["p50_ms"],
+                "p99": figures["p99_ms"] / base["p99_ms"],
+            }
+    bench.log(
+        f"   repeat {repeat + 1}: "
+        + ", ".join(
+            f"{n} {v['p50_ms']:.1f}/{v['p99_ms']:.1f} ms" for n, v in result["variants"].items()
+        )
+        + " (p50/p99)"
+    )
+    return {"variants": result["variants"], "failures": result["failures"], "ratios": ratios}
+
+
+def _summary(runs: list[dict], listed: list[dict]) -> dict:
+    item: dict = {"runs": runs, "variants": {}}
+    for variant in listed[1:]:
+        name = variant["name"]
+        limit = 1.5 if name.endswith("_hit") else 3.0
+        p50 = spread([r["ratios"][name]["p50"] for r in runs])
+        item["variants"][name] = {
+            "p50_ms": spread([r["variants"][name]["p50_ms"] for r in runs]),
+            "p99_ms": spread([r["variants"][name]["p99_ms"] for r in runs]),
+            "ratio_p50": p50,
+            "ratio_p99": spread([r["ratios"][name]["p99"] for r in runs]),
+            "target": f"p50 <= {limit}",
+            "met": p50["median"] <= limit,
+        }
+    item["trivial"] = {
+        "p50_ms": spread([r["variants"]["trivial"]["p50_ms"] for r in runs]),
+        "p99_ms": spread([r["variants"]["trivial"]["p99_ms"] for r in runs]),
+    }
+    return item
+
+
+def _profile_missed(bench, job: dict, listed: list[dict], missed: list[str]) -> None:
+    bench.log(f"   above target ({', '.join(missed)}): profiling the web workers")
+    for kind, samples in (("hit", 300), ("miss", 150)):
+        slow = [v for v in listed if v["name"] in missed and v["name"].endswith(kind)]
+        if slow:
+            job = {**job, "variants": slow, "samples": samples, "warmup": 1}
+            bench.profiled(f"list-{kind}", {"web": bench.gunicorn.pid},
+                           lambda job=job: bench.load(job))  # fmt: skip
+
+
+def run(bench) -> None:
+    s = bench.sizes
+    bench.log(f"2. sent-list latency with {s.rows:,} emails vs a trivial JSON view")
+    check_bump_key(bench)
+    listed = variants(bench)
+    job = {
+        "kind": "get",
+        "token": bench.accounts["lister"]["token"],
+        "variants": listed,
+        "samples": s.list_samples,
+        "warmup": 3,
+        "redis_url": bench.redis_url,
+    }
+    runs = [_repeat(bench, job, repeat) for repeat in range(s.repeats)]
+    item = _summary(runs, listed)
+    item["full_count_ms"] = full_count_ms(bench)
+    bench.results["items"]["2_list_latency"] = item
+    missed = [n for n, v in item["variants"].items() if not v["met"]]
+    if missed:
+        _profile_missed(bench, job, listed, missed)
