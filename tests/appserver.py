@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fakes.smtp import free_port
+from tests.live import stop_group
 from tests.livedb import LiveDatabase, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +66,8 @@ class AppServer:
     def stop(self) -> None:
         """Stop gunicorn, then drop its database (stop the workers using it first)."""
         try:
-            if self.process is not None and self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=30)
+            if self.process is not None:
+                stop_group(self.process, grace=30)
         finally:
             if self.database is not None:
                 self.database.drop()

@@ -102,6 +102,26 @@ def process_group_alive(pid: int) -> bool:
     return True
 
 
+def stop_group(process: subprocess.Popen, *, sig: int = signal.SIGTERM, grace: float = 20):
+    """Signal the whole process group; SIGKILL what is left after `grace` seconds."""
+    if process.poll() is None or process_group_alive(process.pid):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    deadline = time.monotonic() + grace
+    while process_group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if process_group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.wait(timeout=10)
+
+
 @contextmanager
 def running_app(tmp_path: Path) -> Iterator[LiveApp]:
     """bin/run-local serving on free ports; stopped with Ctrl-C (SIGINT to its group) after."""

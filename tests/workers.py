@@ -3,7 +3,6 @@ stop it without taking the cache down) and Celery workers, each in its own proce
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -16,7 +15,7 @@ from pathlib import Path
 
 from tests.appserver import ROOT, AppServer
 from tests.fakes.smtp import free_port
-from tests.live import process_group_alive
+from tests.live import stop_group
 
 
 def wait_until(check: Callable[[], object], *, timeout: float, what: str, every: float = 0.2):
@@ -29,26 +28,6 @@ def wait_until(check: Callable[[], object], *, timeout: float, what: str, every:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
-
-
-def _stop_group(process: subprocess.Popen, *, sig: int = signal.SIGTERM, grace: float = 20):
-    """Signal the whole process group; SIGKILL what is left after `grace` seconds."""
-    if process.poll() is None or process_group_alive(process.pid):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    deadline = time.monotonic() + grace
-    while process_group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if process_group_alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
-    if process.poll() is None:
-        process.wait(timeout=10)
 
 
 class RedisServer:
@@ -85,7 +64,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop_group(self.process, sig=signal.SIGKILL, grace=5)
+            stop_group(self.process, sig=signal.SIGKILL, grace=5)
             self.process = None
 
 
@@ -106,11 +85,11 @@ class Worker:
 
     def stop(self) -> None:
         """A warm shutdown (SIGTERM to the group); SIGKILL after 20 s."""
-        _stop_group(self.process)
+        stop_group(self.process)
 
     def kill(self) -> None:
         """kill -9 of the whole worker, parent and pool children: as a machine dying."""
-        _stop_group(self.process, sig=signal.SIGKILL, grace=5)
+        stop_group(self.process, sig=signal.SIGKILL, grace=5)
 
 
 def start_worker(
