@@ -16,5 +16,7 @@ RUN SECRET_KEY=build-only DEBUG=false python manage.py collectstatic --noinput \
 
 USER emailservice
 EXPOSE 8000
-CMD ["gunicorn", "emailservice.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--timeout", "60", "--access-logfile", "-"]
+# The worker timeout comes from WEB_TIMEOUT (emailservice/gunicorn.conf.py). In sync mode run the
+# outbox sweep beside it, once per host: `python manage.py deliver_pending --loop` (README).
+CMD ["gunicorn", "-c", "emailservice/gunicorn.conf.py", "emailservice.wsgi", \
+     "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

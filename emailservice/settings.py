@@ -91,6 +91,14 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Cache: Redis when REDIS_URL is set (shared by every process), else local memory.
+# Nothing in it is the source of truth (README: Caching and health), so a hung Redis must cost
+# little: each call gives up after these timeouts, and mailer.cacheguard then skips the cache
+# without waiting, trying it again once per CACHE_RETRY_SECONDS per process. Deliberately no
+# IGNORE_EXCEPTIONS: it is global and turns a failed add/incr into answers callers can't tell
+# from real ones (the breaker must fail open; claims and idempotency never use the cache).
+CACHE_CONNECT_TIMEOUT = env_float("CACHE_CONNECT_TIMEOUT", 0.25)
+CACHE_TIMEOUT = env_float("CACHE_TIMEOUT", 0.5)
+CACHE_RETRY_SECONDS = env_float("CACHE_RETRY_SECONDS", 2.0)
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
@@ -98,8 +106,8 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 1,
-                "SOCKET_TIMEOUT": 1,
+                "SOCKET_CONNECT_TIMEOUT": CACHE_CONNECT_TIMEOUT,
+                "SOCKET_TIMEOUT": CACHE_TIMEOUT,
             },
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "emailservice"),
         }
@@ -144,15 +152,54 @@ if DELIVERY_MODE not in ("sync", "queue"):
     raise ImproperlyConfigured(f"DELIVERY_MODE must be sync or queue, not {DELIVERY_MODE!r}")
 PROVIDER_TIMEOUT = env_float("PROVIDER_TIMEOUT", 10.0)
 PROVIDER_CONNECT_TIMEOUT = env_float("PROVIDER_CONNECT_TIMEOUT", 5.0)
+# Deadlines (README: Deadlines). A socket timeout bounds one read; these bound the whole thing.
+# One attempt (connect + greeting + transfer + answer) ends by ATTEMPT_DEADLINE_SECONDS; one sync
+# send (every attempt of its failover) by SEND_BUDGET_SECONDS, which must leave the web server's
+# own timeout (WEB_TIMEOUT, gunicorn's --timeout, see emailservice/gunicorn.conf.py) room to store
+# the outcome and answer.
+ATTEMPT_DEADLINE_SECONDS = env_float("ATTEMPT_DEADLINE_SECONDS", 15.0)
+SEND_BUDGET_SECONDS = env_float("SEND_BUDGET_SECONDS", 20.0)
+WEB_TIMEOUT = env_float("WEB_TIMEOUT", 30.0)
+if SEND_BUDGET_SECONDS + 5 > WEB_TIMEOUT:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "SEND_BUDGET_SECONDS must be at least 5 s below WEB_TIMEOUT, so that a send that used "
+        "its whole budget is still stored and answered before the web server gives up on it"
+    )
 BREAKER_THRESHOLD = env_int("BREAKER_THRESHOLD", 3)
 BREAKER_RESET_SECONDS = env_float("BREAKER_RESET_SECONDS", 60.0)
 MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
 MAX_RECIPIENTS = env_int("MAX_RECIPIENTS", 50)
 # Bodies are refused from Content-Length first (mailer.middleware); this caps what Django reads.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_MESSAGE_BYTES
+# Input limits (README: Input limits). Every door (API, /send_email/, the send form) refuses an
+# email over one of these at validation, before anything is stored or composed.
+MAX_SUBJECT_CHARS = env_int("MAX_SUBJECT_CHARS", 998)
+MAX_HEADERS = env_int("MAX_HEADERS", 20)  # custom headers per email
+MAX_HEADER_VALUE_CHARS = env_int("MAX_HEADER_VALUE_CHARS", 998)
+MAX_DISPLAY_NAME_CHARS = env_int("MAX_DISPLAY_NAME_CHARS", 200)
+MAX_REPLY_TO = env_int("MAX_REPLY_TO", 10)
+MAX_ATTACHMENTS = env_int("MAX_ATTACHMENTS", 20)
+MAX_FILENAME_CHARS = env_int("MAX_FILENAME_CHARS", 255)
+MAX_METADATA_BYTES = env_int("MAX_METADATA_BYTES", 8192)  # as compact JSON, UTF-8
+MAX_METADATA_KEYS = env_int("MAX_METADATA_KEYS", 50)  # counted through nested objects
+MAX_METADATA_DEPTH = env_int("MAX_METADATA_DEPTH", 5)  # the metadata object is level 1
+MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 32)  # nesting of any JSON request body
+# (end of input limits)
 LIST_CACHE_SECONDS = env_int("LIST_CACHE_SECONDS", 3600)
+# (README: Caching and health; mailer.listcache) An account's list version expires this long
+# after it was set, so a list lags a write by at most this even when the write's invalidation
+# never reached Redis; pages live min(LIST_CACHE_SECONDS, this). Pages hold summaries: the text
+# cut to LIST_TEXT_PREVIEW_CHARS, and a page over LIST_CACHE_MAX_BYTES (pickled) isn't cached.
+LIST_CACHE_STALE_SECONDS = env_int("LIST_CACHE_STALE_SECONDS", 60)
+LIST_TEXT_PREVIEW_CHARS = env_int("LIST_TEXT_PREVIEW_CHARS", 500)
+LIST_CACHE_MAX_BYTES = env_int("LIST_CACHE_MAX_BYTES", 256 * 1024)
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "600/minute")
 ALLOW_PRIVATE_PROVIDER_HOSTS = env_bool("ALLOW_PRIVATE_PROVIDER_HOSTS", False)
+# Name servers ("host[:port]", comma-separated) to resolve provider hosts with, instead of the
+# system resolver. Every outbound connection resolves once and connects to the address it checked.
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS")
 # Fernet keys, newest first; older keys still decrypt so they can be rotated out.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS")
 
@@ -170,6 +217,16 @@ if SENDING_LEASE_SECONDS <= DELIVERY_TIME_LIMIT:
 
     # A live worker must never lose its lease: the hard time limit ends a try before it expires.
     raise ImproperlyConfigured("SENDING_LEASE_SECONDS must be longer than DELIVERY_TIME_LIMIT")
+# Sync mode's lease (README: Sync mode's sweep): a send made inside a web request ends within
+# SEND_BUDGET_SECONDS and its worker is killed at WEB_TIMEOUT, so an email still `sending` this
+# long after a request claimed it was left by a dead worker. The margin covers gunicorn's
+# timeout check and clock differences between hosts.
+SYNC_SENDING_LEASE_SECONDS = env_float("SYNC_SENDING_LEASE_SECONDS", WEB_TIMEOUT + 30.0)
+if SYNC_SENDING_LEASE_SECONDS <= WEB_TIMEOUT:
+    from django.core.exceptions import ImproperlyConfigured
+
+    # A request's send must never lose its lease while its worker lives.
+    raise ImproperlyConfigured("SYNC_SENDING_LEASE_SECONDS must be longer than WEB_TIMEOUT")
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 if DELIVERY_MODE == "queue" and not CELERY_BROKER_URL:
@@ -224,6 +281,9 @@ for _index, _url in enumerate(_site_provider_urls, start=1):
             **_options,
             "timeout": PROVIDER_TIMEOUT,
             "connect_timeout": PROVIDER_CONNECT_TIMEOUT,
+            "attempt_deadline": ATTEMPT_DEADLINE_SECONDS,
+            # The operator's own URLs: the private-address rule is for what accounts configure.
+            "allow_private_hosts": True,
         },
     }
 MAILERS["default"] = {
@@ -242,7 +302,7 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 )
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_HTTPONLY = True
 # A strict Content-Security-Policy: everything from our own origin, no inline script.
 SECURE_CSP = {
@@ -271,3 +331,50 @@ LOGGING = {
     # At DEBUG the SendGrid SDK's HTTP client logs request headers, the API key included.
     "loggers": {"python_http_client": {"level": "INFO"}},
 }
+
+# Accounts and throttling (README: Accounts and throttling). Rates are django-ratelimit's
+# "count/period" (s, m, h, d: "20/15m"); every count lives in the cache (Redis when REDIS_URL).
+# The client's address, for every throttle (mailer.ratelimit.client_ip): REMOTE_ADDR, unless
+# that is one of TRUSTED_PROXIES (addresses or networks, comma-separated: your load balancers);
+# then the nearest address in X-Forwarded-For that is not one of them. Default: trust none.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+if TRUSTED_PROXIES:
+    import ipaddress
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    for _proxy in TRUSTED_PROXIES:
+        try:
+            ipaddress.ip_network(_proxy, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"TRUSTED_PROXIES holds {_proxy!r}, which is not an address or a network"
+            ) from None
+RATELIMIT_IP_META_KEY = "mailer.ratelimit.client_ip"  # django-ratelimit's own key="ip", too
+# Log-in: per account name AND client address, the first LOGIN_FAILURES_BEFORE_BACKOFF failures
+# are free, then each failure locks that pair for twice as long as the one before, from
+# LOGIN_BACKOFF_SECONDS up to LOGIN_BACKOFF_MAX_SECONDS; a success or a day without failures
+# clears it. Per address across names, at most LOGIN_FAILURES_PER_IP failures. The admin's log-in
+# shares these counters; the old-password check of password change has the same backoff per
+# account.
+LOGIN_FAILURES_BEFORE_BACKOFF = env_int("LOGIN_FAILURES_BEFORE_BACKOFF", 5)
+LOGIN_BACKOFF_SECONDS = env_float("LOGIN_BACKOFF_SECONDS", 60.0)
+LOGIN_BACKOFF_MAX_SECONDS = env_float("LOGIN_BACKOFF_MAX_SECONDS", 3600.0)
+LOGIN_FAILURES_FORGET_SECONDS = env_int("LOGIN_FAILURES_FORGET_SECONDS", 24 * 3600)
+LOGIN_FAILURES_PER_IP = env_str("LOGIN_FAILURES_PER_IP", "20/15m")
+PASSWORD_RESETS_PER_IP = env_str("PASSWORD_RESETS_PER_IP", "10/h")
+PASSWORD_RESETS_PER_EMAIL = env_str("PASSWORD_RESETS_PER_EMAIL", "3/h")
+# Sign-up finishes from an emailed link (valid SIGNUP_LINK_SECONDS), so the page never tells
+# whether a username or address has an account.
+SIGNUPS_PER_IP = env_str("SIGNUPS_PER_IP", "10/h")
+SIGNUP_EMAILS_PER_ADDRESS = env_str("SIGNUP_EMAILS_PER_ADDRESS", "3/h")
+SIGNUP_LINK_SECONDS = env_int("SIGNUP_LINK_SECONDS", 3 * 24 * 3600)
+# API tokens: API_RATE_LIMIT is per account (all its tokens share it); at most this many active
+# tokens per account (0: no limit).
+MAX_API_TOKENS_PER_ACCOUNT = env_int("MAX_API_TOKENS_PER_ACCOUNT", 20)
+# Cache-Control: no-store on every answer to a signed-in or API-authenticated request.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "mailer.middleware.NoStoreMiddleware",
+)
+# (end of accounts and throttling)

@@ -1,8 +1,13 @@
-"""Read-only admin: emails with their attempts; tokens and providers without secrets."""
+"""Read-only admin: emails with their attempts; tokens and providers without secrets. Its log-in
+is throttled like the site's (emailservice/urls.py routes /admin/login/ through
+mailer.web.accounts.admin_login, which answers a throttled attempt with a 429)."""
 
 from django.contrib import admin
 
 from .models import ApiToken, DeliveryAttempt, Email, ProviderConfig
+from .web.accounts import AdminLoginForm
+
+admin.site.login_form = AdminLoginForm
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.mail import InvalidMailer, mailers
 from django.core.mail.backends.base import BaseEmailBackend
 
 from .delivery.failover import Candidate, deliver
 from .providers.base import Provider, ProviderError
+from .providers.net import Deadline
 
 logger = logging.getLogger("mailer.backends")
 
@@ -75,7 +77,12 @@ class FailoverEmailBackend(BaseEmailBackend):
         sent = 0
         try:
             for message in messages:
-                delivery = deliver(message, self._candidates or [], breaker=breaker())
+                delivery = deliver(
+                    message,
+                    self._candidates or [],
+                    breaker=breaker(),
+                    budget=Deadline(settings.SEND_BUDGET_SECONDS),
+                )
                 if delivery.accepted is None:
                     raise DeliveryFailed(delivery.failure_reason, code="all_failed")
                 sent += 1

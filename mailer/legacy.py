@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from datetime import datetime
 from email.utils import getaddresses
@@ -11,7 +11,7 @@ from urllib import parse
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import redirect
@@ -25,7 +25,14 @@ from mailer import selectors
 from mailer.models import ApiToken, Email, EmailStatus, ProviderConfig, ProviderKind
 from mailer.ratelimit import RateLimited, check_rate
 from mailer.services import email_send, failover_order, token_authenticate
-from mailer.validation import InvalidEmail, OutgoingEmail, validate
+from mailer.validation import (
+    InvalidEmail,
+    OutgoingEmail,
+    control_character,
+    max_address_text,
+    parse_json,
+    validate,
+)
 
 PAGE_SIZE = 10
 # The original's sent_via choices, and what it called each provider kind in its answers.
@@ -37,6 +44,8 @@ LEGACY_NAMES = {
 }
 # Our validation's field names -> the names the original's clients send and read back.
 LEGACY_FIELDS = {"from": "from_email", "to": "to_email", "text": "body_text"}
+# The fields this view reads; in a JSON body each is text, a number or null (or a list of them).
+READ_FIELDS = ("to_email", "from_email", "subject", "body_text", "sent_via", "TOKEN")
 _DIGITS = re.compile(r"^[0-9]{1,9}$")
 _NAME_SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
 
@@ -55,7 +64,8 @@ def _authenticate(request: HttpRequest, raw: str) -> ApiToken | JsonResponse:
     """The request's active token (its rate limit counted), or the answer refusing it."""
     if not raw:
         return _answer(403, "Token is missing !!")
-    token = token_authenticate(raw=raw)
+    # A token is printable ASCII: anything else (a lone surrogate can't even be hashed) is wrong.
+    token = None if control_character(raw) else token_authenticate(raw=raw)
     if token is None:
         return _answer(403, "invalid token !!")
     try:
@@ -63,7 +73,7 @@ def _authenticate(request: HttpRequest, raw: str) -> ApiToken | JsonResponse:
     except RateLimited as exc:
         response = _answer(
             429,
-            f"Rate limit of {settings.API_RATE_LIMIT} requests per token exceeded; "
+            f"Rate limit of {settings.API_RATE_LIMIT} requests per account exceeded; "
             f"retry in {exc.retry_after} seconds.",
         )
         response["Retry-After"] = str(exc.retry_after)
@@ -81,20 +91,43 @@ def _raw_token(request: HttpRequest, fields: QueryDict) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
+def _json_text(item: Any) -> str | None:
+    """A JSON value as the original's DRF CharField took it (text or a number), else None."""
+    if item is None:
+        return ""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, int | float) and not isinstance(item, bool):
+        return str(item) if math.isfinite(item) else None
+    return None
+
+
 def _form(request: HttpRequest) -> QueryDict:
     """The posted fields. The original was a DRF view, which also took JSON; so do we."""
     if request.content_type != "application/json":
         return request.POST
     try:
-        data = json.loads(request.body or b"{}")
-    except ValueError:
-        data = None
+        data = parse_json(request.body or b"{}")
+    except ValueError as exc:
+        raise InvalidEmail({"body": [str(exc)]}) from None
     if not isinstance(data, dict):
         raise InvalidEmail({"body": ["The body is not a JSON object."]})
-    fields = QueryDict(mutable=True)
-    for name, value in data.items():
+    fields, errors = QueryDict(mutable=True), {}
+    for name in READ_FIELDS:
+        if name not in data:
+            continue
+        value = data[name]
         for item in value if isinstance(value, list) else [value]:
-            fields.appendlist(name, "" if item is None else str(item))
+            text = _json_text(item)
+            if text is None:
+                errors[name] = [
+                    "Must be text, a number or null (or a list of them); NaN and Infinity are "
+                    "not numbers."
+                ]
+                break
+            fields.appendlist(name, text)
+    if errors:
+        raise InvalidEmail(errors)
     return fields
 
 
@@ -108,8 +141,19 @@ def _address(name: str, addr: str) -> str:
 
 def _recipients(values: list[str]) -> list[str]:
     """to_email as one address or a comma-separated list (the field may also repeat)."""
+    longest = settings.MAX_RECIPIENTS * (max_address_text() + 2)
+    if len(values) > settings.MAX_RECIPIENTS:
+        return [value.strip() for value in values if value.strip()]  # validation counts them
     recipients = []
     for value in values:
+        if len(value) > longest:
+            # Too long to be valid (too many addresses, or one too long): never parse it. Split
+            # it plainly so that validation can count the addresses, and refuse it.
+            recipients.extend(part.strip() for part in value.split(",") if part.strip())
+            continue
+        if control_character(value):
+            recipients.append(value.strip())  # validation names the character, as it was sent
+            continue
         pairs = [pair for pair in getaddresses([value]) if pair != ("", "")]
         if len(pairs) <= 1:
             # One address (or none parsed): validation judges the text exactly as it was sent.
@@ -211,6 +255,8 @@ def _send_email(request: HttpRequest) -> JsonResponse:
         return _invalid({"message": [f"The request body is over {limit} bytes."]}, status=413)
     except MultiPartParserError as exc:
         return _invalid({"body": [f"The multipart body could not be read: {exc}"]})
+    except SuspiciousOperation as exc:  # too many fields or files
+        return _invalid({"body": [f"The body could not be read: {exc}"]})
     except InvalidEmail as exc:
         return _invalid(exc.errors, exc.status)
     token = _authenticate(request, _raw_token(request, fields))
@@ -242,14 +288,14 @@ def _created(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _row(summary: dict[str, Any]) -> dict[str, Any]:
+def _row(summary: dict[str, Any], bodies: dict[int, str]) -> dict[str, Any]:
     via = summary["sent_via"]
     return {
         "id": summary["id"],
         "from_email": summary["from"],
         "to_email": ", ".join(summary["to"]),
         "subject": summary["subject"],
-        "body_text": summary["text"],
+        "body_text": bodies.get(summary["id"], summary["text_preview"]),
         "sent_via": LEGACY_NAMES.get(via["kind"], via["kind"]) if via else None,
         "created": _created(summary["created_at"]),
         "status": summary["status"],
@@ -293,11 +339,15 @@ def view_sent_emails(request: HttpRequest) -> HttpResponse:
         data = selectors.email_list(account_id=token.account_id, page=page, page_size=PAGE_SIZE)
     if not 1 <= page <= pages:
         return _invalid_page()
+    # The original listed whole bodies. The cached page holds previews only (bodies would fill
+    # Redis), so the bodies longer than the preview are read for this page's rows alone.
+    cut = [summary["id"] for summary in data["results"] if summary["text_truncated"]]
+    bodies = selectors.email_texts(account_id=token.account_id, email_ids=cut)
     return JsonResponse(
         {
             "count": data["count"],
             "next": _page_link(request, page + 1) if page < pages else None,
             "previous": _page_link(request, page - 1) if page > 1 else None,
-            "results": [_row(summary) for summary in data["results"]],
+            "results": [_row(summary, bodies) for summary in data["results"]],
         }
     )

@@ -1,34 +1,138 @@
-"""Per-account cache versions: every write an account would see bumps its version, so cached
-list pages of the old version are never read again (they expire on their own)."""
+"""The list cache: per-account versions, bounded staleness, and pages of capped size.
+
+Pages of an account's email list are cached under its current *version*
+(`emails:list:<account>:<version>:<query>`). Every write the account would see bumps the version
+(`bump`, after commit), so the next read misses and reads the database.
+
+Staleness is bounded even when a bump is lost (README: Caching). A bump is one Redis write; if
+Redis hangs or the network drops it, the old version would otherwise serve the old pages for as
+long as they live. So the version key itself expires LIST_CACHE_STALE_SECONDS (T) after it was
+set: by a bump, or by the first read after it expired, which starts a new version from the
+clock. Reads never extend it. A page is only reachable through its version, so:
+
+- a page computed before a write is never served more than T after that write, whatever
+  happened to the write's bump, in every process (gunicorn and Celery workers share the key);
+- a page stored under a version created after the write was read from the database after the
+  write (its reader fetched the version first), so it is not stale.
+
+Redis' expiry is by wall clock: a Redis that hung through the deadline drops the key as soon
+as it answers again. While it does not answer, lists come from the database (cacheguard).
+
+Besides that guarantee, each process remembers the bumps it failed and retries them before its
+next cached read, reading that account from the database meanwhile (so the process that wrote
+sees its own write). That usually ends the staleness as soon as Redis answers; the expiry is
+what holds when the writer died or never talks to Redis again. After T a failed bump needs no
+retry: the version it meant to replace has expired.
+
+The price: an account's pages are recomputed at least once per T even without writes (one page
+query per T per account and query), instead of living LIST_CACHE_SECONDS. A cached read stays
+two GETs and no SQL.
+
+Pages hold summaries, not bodies: the text is cut to LIST_TEXT_PREVIEW_CHARS (in SQL, so a
+10 MB body isn't even fetched), and a page whose pickle is over LIST_CACHE_MAX_BYTES isn't
+cached at all (it is served from the database each time). Pages expire after
+min(LIST_CACHE_SECONDS, T): past T their version is gone, and with it any use.
+"""
 
 from __future__ import annotations
 
-import logging
+import pickle
+import threading
 import time
+from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 
-logger = logging.getLogger("mailer.cache")
+from mailer import cacheguard
+
+# Accounts whose bump failed in this process -> time.monotonic() of the failure.
+_pending: dict[int, float] = {}
+_pending_lock = threading.Lock()
+
+
+def stale_seconds() -> int:
+    """T: the most a list may lag a write whose invalidation was lost."""
+    return max(1, int(settings.LIST_CACHE_STALE_SECONDS))
+
+
+def page_seconds() -> int:
+    return max(1, min(int(settings.LIST_CACHE_SECONDS), stale_seconds()))
 
 
 def _key(account_id: int) -> str:
     return f"emails:version:{account_id}"
 
 
-def version(account_id: int) -> int:
-    """The account's current version; raises if the cache is unreachable (callers fall back)."""
+def _new_version(account_id: int) -> None:
+    cache.set(_key(account_id), time.time_ns(), timeout=stale_seconds())
+
+
+def _current_version(account_id: int) -> int:
     current = cache.get(_key(account_id))
     if current is None:
-        # Start from the clock, not 1: if the key was evicted, old pages must not match again.
+        # From the clock, never a counter: a version that expired must not come back.
         current = time.time_ns()
-        if not cache.add(_key(account_id), current, timeout=None):
+        if not cache.add(_key(account_id), current, timeout=stale_seconds()):
             current = cache.get(_key(account_id), current)
     return int(current)
 
 
+def _retry_failed_bumps(account_id: int) -> bool:
+    """Retry this process's failed bumps; False while account_id's is still owed (read it from
+    the database)."""
+    now = time.monotonic()
+    with _pending_lock:
+        owed = list(_pending.items())
+    reachable = True
+    for other, failed_at in owed:
+        if now - failed_at < stale_seconds():  # else its old version has expired: nothing owed
+            reachable = reachable and cacheguard.run(
+                "invalidating lists", lambda other=other: _new_version(other)
+            )
+            if not reachable:
+                continue  # still away: try again on the next read or write
+        with _pending_lock:
+            if _pending.get(other) == failed_at:
+                del _pending[other]
+    return account_id not in _pending
+
+
+def version(account_id: int) -> int | None:
+    """The account's current version, or None: read the database (the cache is unreachable, or
+    this process owes the account a bump)."""
+    if _pending and not _retry_failed_bumps(account_id):
+        return None
+    return cacheguard.call("reading a list version", lambda: _current_version(account_id), None)
+
+
 def bump(account_id: int) -> None:
-    """Invalidate the account's cached lists. Never raises: a write must not fail for the cache."""
-    try:
-        cache.set(_key(account_id), time.time_ns(), timeout=None)
-    except Exception:
-        logger.exception("cache unreachable: could not invalidate lists of account %s", account_id)
+    """Invalidate the account's cached lists. Never raises: a write must not fail for the cache.
+    If the cache can't take it, the lists still catch up within stale_seconds() (see above)."""
+    if not cacheguard.run("invalidating lists", lambda: _new_version(account_id)):
+        with _pending_lock:
+            _pending[account_id] = time.monotonic()
+        return
+    if _pending:  # this one is paid; pay (or drop, past their horizon) any owed from before
+        with _pending_lock:
+            _pending.pop(account_id, None)
+        _retry_failed_bumps(account_id)
+
+
+def page_key(account_id: int, version: int, *query: object) -> str:
+    return f"emails:list:{account_id}:{version}:" + ":".join(str(part) for part in query)
+
+
+def get_page(key: str) -> dict[str, Any] | None:
+    """The cached page, or None (not cached, or the cache is away)."""
+    return cacheguard.call("reading a list page", lambda: cache.get(key), None)
+
+
+def store_page(key: str, page: dict[str, Any]) -> bool:
+    """Cache a page unless its pickle (what Redis would hold) is over LIST_CACHE_MAX_BYTES.
+    True if it was stored."""
+    if len(pickle.dumps(page, pickle.HIGHEST_PROTOCOL)) > settings.LIST_CACHE_MAX_BYTES:
+        return False
+    return cacheguard.run(
+        "storing a list page", lambda: cache.set(key, page, timeout=page_seconds())
+    )

@@ -1,4 +1,5 @@
-"""Refuse request bodies over MAX_MESSAGE_BYTES from their Content-Length, before reading them."""
+"""Request and response hygiene: refuse bodies over MAX_MESSAGE_BYTES from their Content-Length
+before reading them; keep every authenticated answer out of caches."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 from django.conf import settings
 from django.http import HttpResponse
+from django.utils.cache import patch_cache_control
 
 
 class RequestSizeLimitMiddleware:
@@ -42,3 +44,40 @@ class RequestSizeLimitMiddleware:
         response = HttpResponse(json.dumps(body), status=413, content_type=content_type)
         response["Connection"] = "close"  # we did not read the body; don't reuse the socket
         return response
+
+
+class NoStoreMiddleware:
+    """`Cache-Control: no-store` on every answer to an authenticated request, so no browser or
+    proxy keeps a copy of an account's pages or data.
+
+    Authenticated: a signed-in session (checked only when a session cookie is involved, so
+    other requests don't load a session), or an API credential (a bearer header or the
+    original contract's TOKEN). A page's own Cache-Control gets no-store and private added;
+    an API answer that set its own Cache-Control keeps it as it is. Static files never get
+    here: WhiteNoise, earlier in MIDDLEWARE, answers them with their own long-lived headers.
+    """
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if self._signed_in(request, response):
+            patch_cache_control(response, no_store=True, private=True)
+        elif self._api_credentials(request) and not response.has_header("Cache-Control"):
+            patch_cache_control(response, no_store=True, private=True)
+        return response
+
+    @staticmethod
+    def _signed_in(request, response) -> bool:
+        cookie = settings.SESSION_COOKIE_NAME
+        if cookie not in request.COOKIES and cookie not in response.cookies:
+            return False
+        user = getattr(request, "user", None)
+        return bool(user is not None and user.is_authenticated)
+
+    @staticmethod
+    def _api_credentials(request) -> bool:
+        return "HTTP_AUTHORIZATION" in request.META or any(
+            name.lower() in ("token", "api_key") for name in request.GET
+        )

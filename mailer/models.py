@@ -106,6 +106,11 @@ class Email(models.Model):
     claimed_at = models.DateTimeField(
         null=True, blank=True, help_text="When a worker claimed it; its lease runs from here"
     )
+    # Set with claimed_at by whoever claims it: a web request in sync mode (a short lease, its
+    # send is bounded by the web timeout) or a worker or the sweep (SENDING_LEASE_SECONDS).
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the claim's lease ends; the sweep takes it back"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -123,6 +128,11 @@ class Email(models.Model):
             ),
             models.Index(
                 fields=["claimed_at"], condition=Q(status="sending"), name="email_sending_lease"
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="sending"),
+                name="email_sending_lease_end",
             ),
         ]
         constraints = [

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as ResolveTimeout
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
+
+from mailer.providers import net
 
 # Planned in DESIGN.md but without a provider module yet: named so the error can say "not yet".
 PLANNED_KINDS = ("mailgun", "mandrill")
@@ -33,8 +32,6 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
-# getaddrinfo has no timeout; a few threads bound how many stuck lookups can pile up.
-_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="provider-host-resolve")
 
 
 class ProviderSettingsError(Exception):
@@ -344,67 +341,18 @@ def host_problem(host: str) -> str | None:
 
     Loopback, private, link-local, multicast, reserved and unspecified addresses are refused,
     also behind a name (every address it resolves to must be public), unless
-    ALLOW_PRIVATE_PROVIDER_HOSTS is set. A name that does not resolve is refused too.
+    ALLOW_PRIVATE_PROVIDER_HOSTS is set. A name that does not resolve is refused too. The same
+    rule is checked again at every connect (mailer.providers.net), so a name that changes its
+    answer after it was saved gains nothing.
     """
     if django_settings.ALLOW_PRIVATE_PROVIDER_HOSTS:
         return None
-    bare = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
     try:
-        address = ipaddress.ip_address(bare)
-    except ValueError:
-        address = None
-    if address is not None:
-        return _address_problem(address, host)
-    if bare == "localhost" or bare.endswith(".localhost"):  # RFC 6761: always loopback
-        return f"{host} is a loopback address; give a public host."
-    addresses, problem = _resolve(bare)
-    if problem:
-        return problem
-    for resolved in addresses:
-        if problem := _address_problem(resolved, host):
-            return problem
+        net.checked_addresses(host, allow_private=False, timeout=RESOLVE_TIMEOUT)
+    except net.BlockedHost as exc:
+        return str(exc)
+    except TimeoutError:
+        return f"{host} did not resolve within {RESOLVE_TIMEOUT:g} s; check the name."
+    except (OSError, UnicodeError, ValueError) as exc:
+        return f"{host} does not resolve ({exc}); check the name."
     return None
-
-
-_ADDRESS_KINDS = (
-    ("is_unspecified", "an unspecified"),
-    ("is_loopback", "a loopback"),
-    ("is_link_local", "a link-local"),
-    ("is_multicast", "a multicast"),
-    ("is_private", "a private"),
-    ("is_reserved", "a reserved"),
-)
-
-
-def _address_problem(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str
-) -> str | None:
-    # An IPv6 address can carry an IPv4 one that is what the connection really reaches.
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is not None and (problem := _address_problem(embedded, host)):
-            return problem
-    via = "" if host.strip("[]") == str(address) else f" (it reaches {address})"
-    for attribute, what in _ADDRESS_KINDS:
-        if getattr(address, attribute):
-            return f"{host} is {what} address{via}; give a public host."
-    if not address.is_global:  # shared (CGNAT), documentation and other special ranges
-        return f"{host} is not a public address{via}; give a public host."
-    return None
-
-
-def _resolve(name: str) -> tuple[list[ipaddress.IPv4Address | ipaddress.IPv6Address], str]:
-    future = _resolver.submit(socket.getaddrinfo, name, None, proto=socket.IPPROTO_TCP)
-    try:
-        infos = future.result(timeout=RESOLVE_TIMEOUT)
-    except ResolveTimeout:
-        return [], f"{name} did not resolve within {RESOLVE_TIMEOUT:g} s; check the name."
-    except (OSError, UnicodeError) as exc:
-        return [], f"{name} does not resolve ({exc}); check the name."
-    addresses = []
-    for info in infos:
-        # IPv6 results may carry a scope ("fe80::1%eth0"); ip_address keeps it.
-        addresses.append(ipaddress.ip_address(str(info[4][0])))
-    if not addresses:
-        return [], f"{name} does not resolve to any address; check the name."
-    return addresses, ""

@@ -66,6 +66,23 @@ class LiveApp:
                 return line
         raise AssertionError(f"{text!r} never printed; output so far:\n" + "\n".join(self.seen))
 
+    def wait_for_all(self, *texts: str, timeout: float = 90) -> dict[str, str]:
+        """The first line (from now on) containing each text, in whatever order they come: the
+        children of make run print concurrently."""
+        found: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(texts) and time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            found |= {text: line for text in texts if text in line and text not in found}
+        missing = [text for text in texts if text not in found]
+        if missing:
+            raise AssertionError(f"{missing} never printed; output:\n" + "\n".join(self.seen))
+        return found
+
     def manage(self, code: str) -> str:
         """Run Python in `manage.py shell` against the app's database and settings."""
         return subprocess.run(
@@ -123,10 +140,11 @@ def stop_group(process: subprocess.Popen, *, sig: int = signal.SIGTERM, grace: f
 
 
 @contextmanager
-def running_app(tmp_path: Path) -> Iterator[LiveApp]:
-    """bin/run-local serving on free ports; stopped with Ctrl-C (SIGINT to its group) after."""
+def running_app(tmp_path: Path, **extra_env: str) -> Iterator[LiveApp]:
+    """bin/run-local serving on free ports; stopped with Ctrl-C (SIGINT to its group) after.
+    `extra_env`: what a person might put in their environment (e.g. SWEEP_INTERVAL_SECONDS)."""
     port, sink_port = free_port(), free_port()
-    env = clean_env(tmp_path, port, sink_port)
+    env = clean_env(tmp_path, port, sink_port) | extra_env
     process = subprocess.Popen(
         [sys.executable, "bin/run-local"],
         cwd=ROOT,
@@ -141,7 +159,8 @@ def running_app(tmp_path: Path) -> Iterator[LiveApp]:
     try:
         app.login = app.wait_for("Demo login:")
         app.token = app.wait_for("Demo API token:").split()[-1]
-        app.wait_for("Listening at:")
+        # gunicorn and, in sync mode (the default), the outbox sweep beside it.
+        app.wait_for_all("Listening at:", "Sweeping the outbox every")
         yield app
     finally:
         _stop(process)

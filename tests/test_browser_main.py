@@ -29,7 +29,7 @@ def fill_send_form(page, *, to: str, subject: str, text: str) -> None:
     page.get_by_label("Text body").fill(text)
 
 
-def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp_server):
+def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp_server, site_sink):
     sink = smtp_server()
     page.goto(web.url)
     assert page.url == f"{web.url}/accounts/login/"
@@ -42,6 +42,13 @@ def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp
     page.get_by_label("Password confirmation").fill(PASSWORD)
     screenshot(page, "main-signup")
     page.get_by_role("button", name="Sign up").click()
+    page.wait_for_url(f"{web.url}/accounts/signup/sent/")
+    assert page.title() == "Check your email · emailservice"
+    # The answer is by email (the page never says whether an account exists): open its link.
+    [received] = [r for r in site_sink.received if r.rcpt_tos == ["dana@example.com"]]
+    link = re.search(r"http://\S+/accounts/signup/confirm/\S+/", received.message.get_content())
+    page.goto(link[0])
+    page.get_by_role("button", name="Create my account").click()
     page.wait_for_url(f"{web.url}/emails/")
     assert "Welcome!" in page.get_by_role("status").first.inner_text()
     screenshot(page, "main-emails-empty")

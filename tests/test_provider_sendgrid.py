@@ -103,7 +103,7 @@ def test_every_field_arrives_intact(sendgrid_server):
     assert notes["type"] == "text/plain"
     assert got["headers"] == {"X-Campaign": "spring-2025", "Message-ID": "<abc.123@example.com>"}
     assert got["_headers"]["Authorization"] == f"Bearer {VALID_KEY}"
-    assert got["_headers"]["User-Agent"].startswith("sendgrid/")
+    assert got["_headers"]["User-Agent"] == "emailservice"
 
 
 def test_html_body_goes_after_its_text_alternative_and_duplicates_are_merged(sendgrid_server):

@@ -2,10 +2,28 @@
 
 from ninja import NinjaAPI
 
+from mailer.validation import json_depth_problem, json_too_deep_message
+
 from . import problems
 from .auth import BearerToken, JsonOnlyParser
 from .emails import router as emails_router
+from .problems import BadBody
 from .providers import router as providers_router
+
+
+class BoundedJsonParser(JsonOnlyParser):
+    """JSON bodies (JsonOnlyParser) nested at most MAX_JSON_DEPTH levels: deeper is a 400 that
+    says so, never a RecursionError, and no deep value reaches pydantic or the database."""
+
+    def parse_body(self, request):
+        try:
+            data = super().parse_body(request)
+        except RecursionError:  # json.loads gave up on the nesting before we could count it
+            raise BadBody(400, json_too_deep_message()) from None
+        if problem := json_depth_problem(data, request.body):
+            raise BadBody(400, problem)
+        return data
+
 
 api = NinjaAPI(
     title="emailservice API",
@@ -16,7 +34,7 @@ api = NinjaAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     auth=BearerToken(),
-    parser=JsonOnlyParser(),
+    parser=BoundedJsonParser(),
 )
 problems.install(api)
 api.add_router("/", emails_router)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 
+from django.conf import settings
 from django.http import Http404, HttpResponse
 from ninja import Field as NinjaField
 from ninja import Header, Query, Router, Schema, Status
@@ -10,7 +11,14 @@ from ninja import Header, Query, Router, Schema, Status
 from mailer import selectors
 from mailer.models import Email, EmailStatus
 from mailer.services import IdempotencyConflict, email_send
-from mailer.validation import Attachment, InvalidEmail, OutgoingEmail, decode_base64
+from mailer.validation import (
+    Attachment,
+    InvalidEmail,
+    OutgoingEmail,
+    decode_base64,
+    invalid_text,
+    validate,
+)
 
 from .problems import problem
 from .schemas import DbId, EmailIn, EmailOut, EmailPage, EmailStatusName, Problem
@@ -22,17 +30,19 @@ ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 
 
 
 def _outgoing(payload: EmailIn) -> OutgoingEmail:
+    """The email the payload asks for, validated: InvalidEmail names every bad field (attachment
+    contents that are not base64 among them)."""
     attachments, errors = [], {}
+    decode = len(payload.attachments) <= settings.MAX_ATTACHMENTS  # else refused by count
     for index, item in enumerate(payload.attachments):
-        try:
-            attachments.append(
-                Attachment(item.filename, item.content_type, decode_base64(item.content))
-            )
-        except ValueError as exc:
-            errors.setdefault(f"attachments[{index}].content", []).append(str(exc))
-    if errors:
-        raise InvalidEmail(errors)
-    return OutgoingEmail(
+        content = b""
+        if decode:
+            try:
+                content = decode_base64(item.content)
+            except ValueError as exc:
+                errors.setdefault(f"attachments[{index}].content", []).append(str(exc))
+        attachments.append(Attachment(item.filename, item.content_type, content))
+    outgoing = OutgoingEmail(
         from_email=payload.from_,
         to=payload.to,
         cc=payload.cc,
@@ -45,6 +55,16 @@ def _outgoing(payload: EmailIn) -> OutgoingEmail:
         attachments=attachments,
         metadata=payload.metadata,
     )
+    try:
+        validate(outgoing)
+    except InvalidEmail as exc:
+        if not errors:
+            raise
+        if exc.status == 400:  # field errors: name them with the attachments' (not a 413)
+            errors = {**exc.errors, **errors}
+    if errors:
+        raise InvalidEmail(errors)
+    return outgoing
 
 
 def _fingerprint(payload: EmailIn) -> str:
@@ -88,6 +108,14 @@ def send_email(
             "Idempotency-Key must be at most 255 characters.",
             errors=[{"field": "Idempotency-Key", "message": "too long"}],
         )
+    if found := invalid_text(key):
+        return problem(
+            422,
+            f"Idempotency-Key can't contain {found}.",
+            errors=[{"field": "Idempotency-Key", "message": f"contains {found}"}],
+        )
+    # Validated before anything else reads it (the provider lookup, the fingerprint, storage).
+    outgoing = _outgoing(payload)
     requested = None
     if payload.provider not in (None, ""):
         requested = selectors.provider_resolve(account=request.account, ref=payload.provider)
@@ -102,7 +130,7 @@ def send_email(
     try:
         result = email_send(
             account=request.account,
-            outgoing=_outgoing(payload),
+            outgoing=outgoing,
             requested_provider=requested,
             idempotency_key=key,
             fingerprint=_fingerprint(payload) if key else "",

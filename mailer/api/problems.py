@@ -113,5 +113,7 @@ def install(api: NinjaAPI) -> None:
     def http_error(request, exc: HttpError):
         cause = exc.__cause__
         if isinstance(cause, BadBody):
-            return problem(cause.status, cause.detail)
+            return problem(
+                cause.status, cause.detail, errors=[{"field": "body", "message": cause.detail}]
+            )
         return problem(exc.status_code, exc.message)

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import ConfigDict, field_validator
 
+from mailer.validation import control_character
+
 # Ids are 64-bit in every database we run on; larger numbers are a 422, not a database error.
 DbId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 EmailStatusName = Literal["queued", "sending", "sent", "failed"]
@@ -18,8 +20,12 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+# Sizes, counts and characters are checked by mailer.validation, with the limits of the settings
+# (README: Input limits), the same for every way an email comes in.
+
+
 class AttachmentIn(Schema):
-    filename: str = Field(min_length=1, max_length=255)
+    filename: str = Field(min_length=1, description="At most MAX_FILENAME_CHARS (255).")
     content_type: str = Field("application/octet-stream", max_length=255)
     content: str = Field(description="The file's bytes, base64-encoded (standard alphabet).")
 
@@ -32,17 +38,35 @@ class EmailIn(Schema):
     cc: list[str] = []
     bcc: list[str] = []
     reply_to: list[str] = []
-    subject: str = Field("", max_length=998)
+    subject: str = Field("", description="At most MAX_SUBJECT_CHARS (998) characters.")
     text: str = ""
     html: str = ""
-    attachments: list[AttachmentIn] = Field([], max_length=100)
-    provider: DbId | str | None = Field(
+    attachments: list[AttachmentIn] = Field([], description="At most MAX_ATTACHMENTS (20).")
+    provider: DbId | Annotated[str, Field(max_length=100)] | None = Field(
         None, description="Provider to try first: its id, name or kind; default: by priority."
     )
-    headers: dict[str, str] = {}
-    metadata: dict[str, Any] = {}
+    headers: dict[str, str] = Field(
+        {},
+        description="Custom headers (at most MAX_HEADERS, 20; values at most "
+        "MAX_HEADER_VALUE_CHARS, 998): X- headers other than providers' control headers "
+        "(X-SMTPAPI, X-SES-*, X-Mailgun-*, ...), and List-Unsubscribe, List-Unsubscribe-Post, "
+        "List-Id, In-Reply-To, References, Keywords, Comments, Auto-Submitted, Precedence, "
+        "Importance, Priority.",
+    )
+    metadata: dict[str, Any] = Field(
+        {},
+        description="Stored with the email, never sent: at most MAX_METADATA_BYTES (8192) as "
+        "JSON, MAX_METADATA_KEYS (50) keys and MAX_METADATA_DEPTH (5) levels.",
+    )
 
     _lists = field_validator("to", "cc", "bcc", "reply_to", mode="before")(_as_list)
+
+    @field_validator("provider")
+    @classmethod
+    def _provider_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and (problem := control_character(value)):
+            raise ValueError(f"a provider's id, name or kind can't contain {problem}")
+        return value
 
 
 class ProviderRef(Schema):

@@ -29,20 +29,32 @@ UNKNOWN = "unknown"  # the cache holding the state is unreachable
 _STATE_TTL = 7 * 24 * 3600
 
 
+# How a cache call that may fail is run: guard(what, operation, fallback) returns operation()'s
+# result, or `fallback` when the cache can't answer (the service passes mailer.cacheguard.call,
+# which fails fast during an outage and logs it once).
+Guard = Callable[[str, Callable[[], Any], Any], Any]
+
+
+def plain_guard(what: str, operation: Callable[[], Any], fallback: Any) -> Any:
+    try:
+        return operation()
+    except Exception:
+        logger.warning("%s: cache unreachable, skipped", what, exc_info=True)
+        return fallback
+
+
 def _fail_open(fallback: Callable[..., Any]) -> Callable:
-    """If the cache is unreachable, log it and answer as if the circuit were closed: mail must
-    still go out when Redis is down, only without the breaker's protection."""
+    """If the cache is unreachable, answer as if the circuit were closed: mail must still go out
+    when Redis is down, only without the breaker's protection."""
 
     def decorate(method: Callable) -> Callable:
         @functools.wraps(method)
         def wrapper(self, key: str, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, key, *args, **kwargs)
-            except Exception:
-                logger.warning(
-                    "circuit %s: cache unreachable, %s skipped", key, method.__name__, exc_info=True
-                )
-                return fallback(key)
+            return self.guard(
+                f"circuit {key}: {method.__name__}",
+                lambda: method(self, key, *args, **kwargs),
+                fallback(key),
+            )
 
         return wrapper
 
@@ -66,8 +78,10 @@ class CircuitBreaker:
         threshold: int = 3,
         reset_seconds: float = 60.0,
         probe_seconds: float = 30.0,
+        guard: Guard = plain_guard,
     ) -> None:
         self.cache = cache
+        self.guard = guard
         self.threshold = max(1, int(threshold))
         self.reset_seconds = float(reset_seconds)
         # How long one elected probe may take before another process may probe instead.

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.mail import EmailMessage
 
 from mailer.providers.base import Provider
+from mailer.providers.net import Deadline
 
 from .breaker import CircuitBreaker
 from .errors import AMBIGUOUS, REJECTED, SENT, SKIPPED, classify
@@ -40,9 +41,17 @@ class Attempt:
     duration: float = 0.0
 
 
+# An attempt needs at least this long to be worth starting: below it, the budget is spent.
+MIN_ATTEMPT_SECONDS = 1.0
+OUT_OF_TIME = "budget"
+
+
 @dataclass
 class Delivery:
     attempts: list[Attempt] = field(default_factory=list)
+    budget: Deadline | None = None
+    # Providers never tried because the send's budget was spent (each a skipped attempt too).
+    untried: int = 0
 
     @property
     def accepted(self) -> Attempt | None:
@@ -54,6 +63,10 @@ class Delivery:
         return "sent" if self.accepted else "failed"
 
     @property
+    def rejected(self) -> bool:
+        return any(a.outcome == REJECTED for a in self.attempts)
+
+    @property
     def possible_duplicate(self) -> bool:
         return any(a.outcome == AMBIGUOUS for a in self.attempts)
 
@@ -63,10 +76,18 @@ class Delivery:
             return ""
         tried = [a for a in self.attempts if a.outcome != SKIPPED]
         if not tried:
+            if self.untried:
+                return "The send's time budget was spent before any provider could be tried."
             return "No provider is configured and enabled for this account."
         last = tried[-1]
         if last.outcome == REJECTED:
             return f"{last.candidate.label} rejected the message: {last.message}"
+        if self.untried:
+            return (
+                f"No provider accepted the message within the send's {self.budget.seconds:g} s "
+                f"budget ({len(tried)} tried, {self.untried} not reached); "
+                f"last error from {last.candidate.label}: {last.message}"
+            )
         return (
             f"No provider accepted the message ({len(tried)} tried); "
             f"last error from {last.candidate.label}: {last.message}"
@@ -78,11 +99,14 @@ def _attempt(
     candidate: Candidate,
     breaker: CircuitBreaker,
     interrupts: tuple[type[BaseException], ...] = (),
+    budget: Deadline | None = None,
 ) -> Attempt:
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
+    seconds = candidate.provider.attempt_deadline
+    deadline = budget.within(seconds) if budget is not None else Deadline(seconds)
     try:
-        message_id = candidate.provider.send(message)
+        message_id = candidate.provider.send(message, deadline=deadline)
     except interrupts:
         raise  # the caller stops the whole try (a time limit): not this provider's failure
     except Exception as exc:  # every failure becomes an outcome; classify() logs the unknown ones
@@ -116,14 +140,17 @@ def deliver(
     breaker: CircuitBreaker,
     on_attempt: Callable[[Attempt], None] | None = None,
     interrupts: tuple[type[BaseException], ...] = (),
+    budget: Deadline | None = None,
 ) -> Delivery:
     """Try candidates in order until one accepts the message or it is rejected.
 
     Open circuits are skipped. If every circuit is open, the providers are still tried in order,
     so no message fails without at least one real attempt. Exceptions of the `interrupts` types
-    raised by a provider propagate instead of counting as its failure.
+    raised by a provider propagate instead of counting as its failure. With a `budget`, no
+    attempt runs past it, and once it is spent the providers left are recorded as skipped
+    (`delivery.untried`): the caller decides whether someone tries them later.
     """
-    delivery = Delivery()
+    delivery = Delivery(budget=budget)
 
     def record(attempt: Attempt) -> bool:
         delivery.attempts.append(attempt)
@@ -131,16 +158,31 @@ def deliver(
             on_attempt(attempt)
         return attempt.outcome in (SENT, REJECTED)
 
-    for candidate in candidates:
+    def out_of_time(remaining: Sequence[Candidate]) -> bool:
+        if budget is None or budget.remaining() >= MIN_ATTEMPT_SECONDS:
+            return False
+        logger.warning("send budget of %gs spent; %d provider(s) not tried", budget.seconds,
+                       len(remaining))  # fmt: skip
+        for candidate in remaining:
+            record(Attempt(candidate, SKIPPED, OUT_OF_TIME, "not tried: the send's time budget "
+                           f"({budget.seconds:g} s) was spent"))  # fmt: skip
+        delivery.untried = len(remaining)
+        return True
+
+    for index, candidate in enumerate(candidates):
         if not breaker.allow(candidate.key):
             record(Attempt(candidate, SKIPPED, "circuit_open", "circuit open: not tried"))
             continue
-        if record(_attempt(message, candidate, breaker, interrupts)):
+        if out_of_time(candidates[index:]):
+            return delivery
+        if record(_attempt(message, candidate, breaker, interrupts, budget)):
             return delivery
 
     if candidates and all(a.outcome == SKIPPED for a in delivery.attempts):
         logger.warning("every circuit is open; trying the providers in order anyway")
-        for candidate in candidates:
-            if record(_attempt(message, candidate, breaker, interrupts)):
+        for index, candidate in enumerate(candidates):
+            if out_of_time(candidates[index:]):
+                return delivery
+            if record(_attempt(message, candidate, breaker, interrupts, budget)):
                 return delivery
     return delivery

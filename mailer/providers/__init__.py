@@ -35,7 +35,13 @@ def build_provider(
     secrets: dict[str, Any],
     timeout: float,
     connect_timeout: float,
+    attempt_deadline: float | None = None,
 ) -> Provider:
     """Build a provider instance from a config's plain settings and decrypted secrets."""
     options = {k: v for k, v in {**settings, **secrets}.items() if v not in (None, "")}
-    return provider_class(kind)(timeout=timeout, connect_timeout=connect_timeout, **options)
+    return provider_class(kind)(
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        attempt_deadline=attempt_deadline,
+        **options,
+    )

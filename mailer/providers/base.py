@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
+
+if TYPE_CHECKING:
+    from .net import Deadline
 
 logger = logging.getLogger("mailer.providers")
 
@@ -80,25 +83,38 @@ def error_for_http_status(status: int, detail: str, *, response: Any = None) -> 
 class Provider(BaseEmailBackend):
     """Base for every provider: a Django email backend built from settings and secrets.
 
-    Subclasses implement `send(message) -> provider message id` and raise ProviderError
-    subclasses for every failure. They never touch the database or another provider.
-    Instances are long-lived (one per provider config per process) and may keep connections open.
+    `send()` runs one fixed pipeline for each message: it sets the attempt's deadline, calls the
+    subclass's `transmit(message, deadline) -> provider message id`, and names a failure that the
+    deadline caused as such. Subclasses raise ProviderError subclasses for every failure, connect
+    only through mailer.providers.net (checked addresses, deadlines, no redirects) and never
+    touch the database or another provider. Instances are long-lived (one per provider config
+    per process) and may keep connections open.
     """
 
     kind: ClassVar[str] = ""
-    required_secrets: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        attempt_deadline: float | None = None,
+        allow_private_hosts: bool | None = None,
         alias: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(alias=alias, **kwargs)
         self.timeout = float(timeout)
         self.connect_timeout = float(min(connect_timeout, timeout))
+        # A whole attempt: connect, greeting, transfer, answer. Socket timeouts bound one read.
+        self.attempt_deadline = float(attempt_deadline or self.timeout + self.connect_timeout)
+        # The private-address rule, checked at every connect. Read once, when the provider is
+        # built: providers saved while private hosts were allowed stop delivering once not.
+        if allow_private_hosts is None:
+            from django.conf import settings
+
+            allow_private_hosts = settings.ALLOW_PRIVATE_PROVIDER_HOSTS
+        self.allow_private_hosts = bool(allow_private_hosts)
 
     def require(self, name: str, value: Any) -> Any:
         """Return value, or raise ConfigurationError naming the missing setting."""
@@ -108,16 +124,41 @@ class Provider(BaseEmailBackend):
             )
         return value
 
-    def send(self, message: EmailMessage) -> str:
-        """Send one message; return the provider's message id. Raise ProviderError on failure."""
+    def send(self, message: EmailMessage, *, deadline: Deadline | None = None) -> str:
+        """Send one message within `deadline` (default: this provider's attempt deadline);
+        return the provider's message id. Raise ProviderError on failure."""
+        from .net import Deadline as _Deadline
+
+        deadline = deadline or _Deadline(self.attempt_deadline)
+        try:
+            return self.transmit(message, deadline)
+        except (ProviderUnavailable, AmbiguousDelivery) as exc:
+            if not deadline.expired or isinstance(exc, ProviderAuthError):
+                raise
+            # The watchdog cut the connection (or the last read timed out at the deadline).
+            raise type(exc)(
+                f"{exc.message} (cut off at the attempt deadline of {deadline.seconds:.1f} s)",
+                code="deadline",
+            ) from exc
+
+    def transmit(self, message: EmailMessage, deadline: Deadline) -> str:
+        """Send one message, finishing by `deadline`; return the provider's message id."""
         raise NotImplementedError
 
     def send_messages(self, email_messages: list[EmailMessage]) -> int:
+        """Django's backend contract: how many were sent. With fail_silently a failure is
+        counted out instead of raised."""
         sent = 0
         for message in email_messages:
             if not message.recipients():
                 continue
-            self.send(message)
+            try:
+                self.send(message)
+            except ProviderError:
+                if not self.fail_silently:
+                    raise
+                logger.warning("%s: a message was not sent (fail_silently)", self.describe())
+                continue
             sent += 1
         return sent
 

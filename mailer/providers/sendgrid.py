@@ -1,14 +1,16 @@
-"""SendGrid v3 Mail Send through the official SDK: one client per provider, typed errors."""
+"""SendGrid v3 Mail Send over mailer.providers.net's HTTP client: typed errors, no redirects.
+
+Not through the official SDK's client: it sends with urllib, which follows a redirect from the
+provider host with the Authorization header on, can't connect to an address checked beforehand,
+and echoes whole answer bodies in its errors."""
 
 from __future__ import annotations
 
 import base64
 import email.message
-import http.client
 import json
 import logging
 import threading
-import urllib.error
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,25 +19,18 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.message import DEFAULT_ATTACHMENT_MIME_TYPE
 from django.utils.encoding import punycode
-from python_http_client.exceptions import HTTPError as SendGridHTTPError
-from sendgrid import SendGridAPIClient
 
 from .base import (
-    AmbiguousDelivery,
     ConfigurationError,
     MessageRejected,
     Provider,
     ProviderError,
-    ProviderUnavailable,
     error_for_http_status,
 )
+from .httpclient import HttpAnswer, HttpClient
+from .net import Deadline, sanitize
 
 logger = logging.getLogger("mailer.providers")
-
-# At DEBUG the SDK's HTTP client logs every request's headers, Authorization included, and the
-# whole payload. Keep that out of the logs unless an operator set this logger's level on purpose.
-if logging.getLogger("python_http_client").level == logging.NOTSET:
-    logging.getLogger("python_http_client").setLevel(logging.INFO)
 
 DEFAULT_HOST = "https://api.sendgrid.com"
 
@@ -176,26 +171,32 @@ def build_payload(message: EmailMessage) -> dict[str, Any]:
 # Errors ------------------------------------------------------------------------------------
 
 
-def _error_detail(body: Any) -> str:
-    """The messages of SendGrid's {"errors": [{"message", "field", "help"}]}, or the raw body."""
-    text = _text(body or b"", "utf-8") if isinstance(body, (bytes, str)) else ""
+def _error_detail(body: bytes) -> str:
+    """The messages of SendGrid's {"errors": [{"message", "field", "help"}]}, sanitized; never
+    the raw body, which a host that is not SendGrid could fill with anything."""
     try:
-        errors = json.loads(text)["errors"]
+        errors = json.loads(body.decode("utf-8"))["errors"]
         parts = [
             f"{e['field']}: {e['message']}" if e.get("field") else str(e["message"]) for e in errors
         ]
-    except (ValueError, KeyError, TypeError):
-        return text.strip()[:300]
-    return "; ".join(parts)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeError):
+        return ""
+    return sanitize("; ".join(parts))
 
 
-def _http_error(exc: SendGridHTTPError) -> ProviderError:
-    status = int(exc.status_code)
-    detail = _error_detail(exc.body) or str(exc.reason or "")
-    reset = exc.headers.get("X-RateLimit-Reset") if exc.headers else None
+def _http_error(answer: HttpAnswer, label: str) -> ProviderError:
+    status = answer.status
+    if 300 <= status < 400:
+        return ConfigurationError(
+            f"{label} answered HTTP {status} with a redirect, which is never followed; "
+            "check the host setting",
+            setting="host",
+        )
+    detail = _error_detail(answer.body)
+    reset = answer.headers.get("X-RateLimit-Reset")
     if status == 429 and reset:
-        detail = f"{detail} (rate limit resets at {reset})"
-    return error_for_http_status(status, detail, response=exc.body)
+        detail = f"{detail} (rate limit resets at {sanitize(reset, 40)})"
+    return error_for_http_status(status, detail)
 
 
 # Provider ----------------------------------------------------------------------------------
@@ -211,26 +212,24 @@ def _is_base_url(url: str) -> bool:
 
 class SendGridProvider(Provider):
     kind = "sendgrid"
-    required_secrets = ("api_key",)
 
     def __init__(self, *, api_key: str | None = None, host: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.api_key = api_key
-        # Accept "https://api.sendgrid.com/", ".../v3" or ".../v3/": the SDK appends /v3 itself.
+        # Accept "https://api.sendgrid.com/", ".../v3" or ".../v3/": the path is ours.
         base = (host or DEFAULT_HOST).strip().rstrip("/")
         self.host = base.removesuffix("/v3")
-        self._client: SendGridAPIClient | None = None
+        self._client: HttpClient | None = None
+        self._auth = ""
         self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"sendgrid {self.host}"
 
-    def _sdk(self) -> SendGridAPIClient:
-        """The SDK client, built on first use: a missing key fails the attempt, not the import."""
+    def _http(self) -> HttpClient:
+        """The HTTP client, built on first use: a missing key fails the attempt, not the import."""
         with self._lock:
             if self._client is None:
-                # Always a non-empty key here: given None, the SDK would read SENDGRID_API_KEY
-                # from the environment and send as whoever that belongs to.
                 api_key = str(self.require("api_key", self.api_key)).strip()
                 if not api_key or any(c in api_key for c in "\r\n"):
                     raise ConfigurationError(
@@ -241,49 +240,40 @@ class SendGridProvider(Provider):
                         f"sendgrid setting 'host' must be an http(s) URL, not {self.host!r}",
                         setting="host",
                     )
-                client = SendGridAPIClient(api_key=api_key, host=self.host)
-                # SendGridAPIClient takes no timeout, but its python_http_client.Client does and
-                # copies it into every sub-client (client.mail.send...), so no call made through
-                # this client can wait forever; send() also passes it per call.
-                client.client.timeout = self.timeout
-                self._client = client
+                self._auth = f"Bearer {api_key}"
+                self._client = HttpClient(
+                    self.host,
+                    label=self.describe(),
+                    timeout=self.timeout,
+                    connect_timeout=self.connect_timeout,
+                    allow_private=self.allow_private_hosts,
+                )
             return self._client
 
-    def send(self, message: EmailMessage) -> str:
-        payload = build_payload(message)
-        client = self._sdk()
-        # The SDK sends through urllib, which opens one connection per request and applies one
-        # timeout to connect, send and each read: `connect_timeout` can't be applied separately
-        # without replacing the SDK's transport. We use the longer `timeout` for all phases, since
-        # a read cut short by the connect timeout would turn slow successes into duplicates.
-        try:
-            response = client.client.mail.send.post(request_body=payload, timeout=self.timeout)
-        except SendGridHTTPError as exc:  # SendGrid answered with a 4xx/5xx
-            raise _http_error(exc) from exc
-        except urllib.error.URLError as exc:
-            # urllib wraps in URLError only what fails before the request is fully written
-            # (DNS, refused, TLS, connect or send timeout): SendGrid can't have acted on it.
-            reason = exc.reason
-            if isinstance(reason, TimeoutError):
-                raise ProviderUnavailable(
-                    f"timed out connecting to {self.describe()}", code="timeout"
-                ) from exc
-            raise ProviderUnavailable(
-                f"cannot connect to {self.describe()}: {reason}", code="connect"
-            ) from exc
-        except TimeoutError as exc:  # raw from getresponse(): the request was sent in full
-            raise AmbiguousDelivery(
-                f"{self.describe()} gave no answer within {self.timeout:g}s after the message "
-                "was sent",
-                code="timeout",
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:  # reset or closed while answering
-            raise AmbiguousDelivery(
-                f"{self.describe()} dropped the connection after the message was sent: "
-                f"{type(exc).__name__}: {exc}",
-                code="disconnected",
-            ) from exc
-        message_id = response.headers.get("X-Message-Id") or ""
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def transmit(self, message: EmailMessage, deadline: Deadline) -> str:
+        body = json.dumps(build_payload(message)).encode()
+        client = self._http()
+        answer = client.request(
+            "POST",
+            "/v3/mail/send",
+            body=body,
+            headers={
+                "Authorization": self._auth,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": "emailservice",
+            },
+            deadline=deadline,
+        )
+        if not 200 <= answer.status < 300:
+            raise _http_error(answer, self.describe())
+        message_id = sanitize(answer.headers.get("X-Message-Id") or "", 255)
         if not message_id:
             logger.warning("%s accepted a message without an X-Message-Id", self.describe())
         return message_id

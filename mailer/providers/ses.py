@@ -1,13 +1,19 @@
-"""Amazon SES transport: raw MIME through the SESv2 SendEmail API, one boto3 client per instance."""
+"""Amazon SES transport: raw MIME through the SESv2 SendEmail API, one boto3 client per instance.
+
+boto3 builds and signs each request; a before-send hook then sends it over mailer.providers.net's
+HTTP client (checked address, attempt deadline, no redirects) instead of botocore's urllib3."""
 
 from __future__ import annotations
 
+import contextvars
 import email.policy
 import threading
 from email.utils import parseaddr
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
+from botocore.awsrequest import AWSResponse, HeadersDict
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -31,6 +37,11 @@ from .base import (
     ProviderError,
     ProviderUnavailable,
 )
+from .httpclient import HttpClient
+from .net import Deadline, sanitize
+
+# The deadline of the attempt in progress in this thread, for the before-send hook.
+_deadline: contextvars.ContextVar[Deadline] = contextvars.ContextVar("ses_attempt_deadline")
 
 # The keys are wrong, expired or not allowed to send: every message would fail the same way.
 _AUTH_CODES = {
@@ -77,7 +88,7 @@ def _client_error(exc: ClientError) -> ProviderError:
     error = exc.response.get("Error", {})
     code = error.get("Code") or "Unknown"
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-    text = f"SES {code}: {error.get('Message') or f'HTTP {status}'}"
+    text = sanitize(f"SES {code}: {error.get('Message') or f'HTTP {status}'}")
     if code in _AUTH_CODES or status in (401, 403):
         return ProviderAuthError(text, code=code, response=exc.response)
     if code in _REJECTED_CODES:
@@ -103,6 +114,7 @@ class SesProvider(Provider):
         self.secret_access_key = secret_access_key
         self.endpoint_url = endpoint_url or None
         self._client: Any = None
+        self._http: dict[str, HttpClient] = {}  # per origin: the endpoint, and no other
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -133,18 +145,65 @@ class SesProvider(Provider):
                 aws_secret_access_key=secret_access_key,
                 region_name=self.region,
             )
-            return session.client("sesv2", endpoint_url=self.endpoint_url, config=config)
+            client = session.client("sesv2", endpoint_url=self.endpoint_url, config=config)
         except (BotoCoreError, ValueError) as exc:  # bad region name, malformed endpoint URL
             setting = "endpoint_url" if self.endpoint_url else "region"
             raise ConfigurationError(f"ses: cannot build a client: {exc}", setting=setting) from exc
+        client.meta.events.register("before-send", self._before_send)
+        return client
+
+    def _http_for(self, origin: str) -> HttpClient:
+        with self._lock:
+            http = self._http.get(origin)
+            if http is None:
+                http = self._http[origin] = HttpClient(
+                    origin,
+                    label=self.describe(),
+                    timeout=self.timeout,
+                    connect_timeout=self.connect_timeout,
+                    allow_private=self.allow_private_hosts,
+                )
+            return http
+
+    def _before_send(self, request: Any, **kwargs: Any) -> AWSResponse:
+        """Send botocore's signed request ourselves; its answer goes back to botocore to parse.
+        Our ProviderErrors pass through botocore unchanged (one attempt, no retries)."""
+        parts = urlsplit(request.url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        if isinstance(body, str):
+            body = body.encode()
+        answer = self._http_for(f"{parts.scheme}://{parts.netloc}").request(
+            request.method,
+            path,
+            body=body or b"",
+            headers={
+                k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
+            },
+            deadline=_deadline.get(None) or Deadline(self.attempt_deadline),
+        )
+        if 300 <= answer.status < 400:
+            raise ConfigurationError(
+                f"{self.describe()} answered HTTP {answer.status} with a redirect, which is "
+                "never followed; check endpoint_url",
+                setting="endpoint_url",
+            )
+        return AWSResponse(
+            request.url, answer.status, HeadersDict(answer.headers), _Body(answer.body)
+        )
 
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
+            https, self._http = list(self._http.values()), {}
         if client is not None:
             client.close()
+        for http in https:
+            http.close()
 
-    def send(self, message: EmailMessage) -> str:
+    def transmit(self, message: EmailMessage, deadline: Deadline) -> str:
         try:
             raw = message.message(policy=email.policy.SMTP).as_bytes()  # CRLF line ends
         except (ValueError, UnicodeError) as exc:
@@ -161,6 +220,7 @@ class SesProvider(Provider):
             if addresses
         }
         client = self._get_client()
+        token = _deadline.set(deadline)
         try:
             response = client.send_email(
                 FromEmailAddress=_ascii_address(message.from_email),
@@ -188,4 +248,16 @@ class SesProvider(Provider):
             raise ProviderUnavailable(
                 f"{self.describe()}: {type(exc).__name__}: {exc}", code=type(exc).__name__
             ) from exc
-        return str(response.get("MessageId") or "")
+        finally:
+            _deadline.reset(token)
+        return sanitize(str(response.get("MessageId") or ""), 255)
+
+
+class _Body:
+    """What botocore reads an answer's body from (AWSResponse.raw)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **kwargs: Any):
+        yield self._data

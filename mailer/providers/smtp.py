@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.mail import EmailMessage
 from django.core.mail.utils import DNS_NAME
+from django.utils.encoding import punycode
 
 from .base import (
     AmbiguousDelivery,
@@ -22,6 +23,7 @@ from .base import (
     ProviderError,
     ProviderUnavailable,
 )
+from .net import BlockedHost, Deadline, connect, enforced, sanitize, shutdown
 
 SECURITY_MODES = ("starttls", "ssl", "none")
 GMAIL_PRESET = {"host": "smtp.gmail.com", "port": 587, "security": "starttls"}
@@ -34,9 +36,8 @@ _AUTH_CODES = {530, 534, 535, 538}
 
 
 def _reply_text(resp: bytes | str) -> str:
-    if isinstance(resp, bytes):
-        return resp.decode("utf-8", "replace")
-    return str(resp)
+    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+    return sanitize(text)
 
 
 def _smtp_error(stage: str, code: int, resp: bytes | str) -> ProviderError:
@@ -60,6 +61,38 @@ def _network_code(exc: BaseException) -> str:
 
 class _Stale(Exception):
     """A reused connection turned out to be closed before anything of this message was sent."""
+
+
+def _envelope_address(value: str) -> str:
+    """The bare address for MAIL FROM / RCPT TO, its domain IDNA-encoded (as Django's message()
+    encodes the headers). A local part that is not ASCII would need SMTPUTF8: refused here, so
+    it can't fail half-way through a transaction."""
+    address = parseaddr(value)[1] or value
+    local, at, domain = address.rpartition("@")
+    try:
+        if not at or not local.isascii():
+            raise UnicodeError("the part before @ must be ASCII")
+        return f"{local}@{domain if domain.isascii() else punycode(domain)}"
+    except UnicodeError as exc:
+        raise MessageRejected(
+            f"address {value!r} can't be sent over SMTP: {exc}", code="encoding"
+        ) from exc
+
+
+class _PinnedSMTP(smtplib.SMTP):
+    """smtplib.SMTP whose socket goes to a checked address (mailer.providers.net.connect)."""
+
+    allow_private = False
+    deadline: Deadline | None = None
+
+    def _get_socket(self, host, port, timeout):
+        return connect(
+            host, port, timeout=timeout, allow_private=self.allow_private, deadline=self.deadline
+        )
+
+
+class _PinnedSMTP_SSL(smtplib.SMTP_SSL, _PinnedSMTP):
+    """SMTP over TLS from the first byte; SMTP_SSL wraps the socket _PinnedSMTP made."""
 
 
 class SmtpProvider(Provider):
@@ -90,6 +123,7 @@ class SmtpProvider(Provider):
         self.password = password
         self.tls_ca_file = tls_ca_file
         self._connection: smtplib.SMTP | None = None
+        self._active: smtplib.SMTP | None = None  # the connection the watchdog may cut
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -100,42 +134,47 @@ class SmtpProvider(Provider):
     def _tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.tls_ca_file)
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, deadline: Deadline) -> smtplib.SMTP:
         host = self.require("host", self.host)
         if self.username and not self.password:
             self.require("password", self.password)
+        # Built unconnected, so the deadline's watchdog can reach its socket from the first byte
+        # of the greeting: a server that trickles an endless "220-" greeting is cut off.
+        if self.security == "ssl":
+            conn: smtplib.SMTP = _PinnedSMTP_SSL(
+                local_hostname=DNS_NAME.get_fqdn(),
+                timeout=self.connect_timeout,
+                context=self._tls_context(),
+            )
+        else:
+            conn = _PinnedSMTP(local_hostname=DNS_NAME.get_fqdn(), timeout=self.connect_timeout)
+        conn._host = host  # the name TLS checks the certificate against (STARTTLS, SSL)
+        conn.allow_private = self.allow_private_hosts
+        conn.deadline = deadline
+        self._active = conn
         try:
-            if self.security == "ssl":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    host,
-                    self.port,
-                    local_hostname=DNS_NAME.get_fqdn(),
-                    timeout=self.connect_timeout,
-                    context=self._tls_context(),
-                )
-            else:
-                conn = smtplib.SMTP(
-                    host,
-                    self.port,
-                    local_hostname=DNS_NAME.get_fqdn(),
-                    timeout=self.connect_timeout,
-                )
+            conn.connect(host, self.port)
+        except BlockedHost as exc:
+            raise ConfigurationError(f"{self.describe()}: {exc}", setting="host") from exc
         except smtplib.SMTPConnectError as exc:
             raise _smtp_error("connect", exc.smtp_code, exc.smtp_error) from exc
         except smtplib.SMTPServerDisconnected as exc:
+            conn.close()
             raise ProviderUnavailable(
                 f"{self.describe()} gave no greeting: {exc}", code=_network_code(exc)
             ) from exc
         except TimeoutError as exc:
+            conn.close()
             raise ProviderUnavailable(
                 f"timed out connecting to {self.describe()}", code="timeout"
             ) from exc
         except OSError as exc:  # refused, reset, DNS failure, TLS handshake
+            conn.close()
             raise ProviderUnavailable(
-                f"cannot connect to {self.describe()}: {exc}", code="connect"
+                f"cannot connect to {self.describe()}: {sanitize(str(exc))}", code="connect"
             ) from exc
         try:
-            conn.sock.settimeout(self.timeout)
+            conn.sock.settimeout(deadline.cap(self.timeout))
             conn.ehlo()
             if self.security == "starttls":
                 conn.starttls(context=self._tls_context())
@@ -143,7 +182,7 @@ class SmtpProvider(Provider):
             if self.username:
                 self._login(conn)
         except BaseException as exc:
-            self._close(conn)
+            conn.close()
             raise self._session_error(exc) from exc
         return conn
 
@@ -170,7 +209,7 @@ class SmtpProvider(Provider):
             return ProviderUnavailable(f"{self.describe()} timed out during setup", code="timeout")
         if isinstance(exc, (smtplib.SMTPException, OSError)):
             return ProviderUnavailable(
-                f"{self.describe()} failed during setup: {exc}", code="connect"
+                f"{self.describe()} failed during setup: {sanitize(str(exc))}", code="connect"
             )
         if isinstance(exc, Exception):
             return ProviderUnavailable(
@@ -191,7 +230,7 @@ class SmtpProvider(Provider):
         with self._lock:
             if self._connection is not None:
                 return False
-            self._connection = self._connect()
+            self._connection = self._connect(Deadline(self.attempt_deadline))
             return True
 
     def close(self) -> None:
@@ -201,26 +240,54 @@ class SmtpProvider(Provider):
 
     # Sending -------------------------------------------------------------------------------
 
-    def send(self, message: EmailMessage) -> str:
+    def transmit(self, message: EmailMessage, deadline: Deadline) -> str:
         try:
             mime = message.message(policy=email.policy.SMTP)
             raw = mime.as_bytes()
         except (ValueError, UnicodeError) as exc:
             raise MessageRejected(f"message could not be encoded: {exc}", code="encoding") from exc
-        sender = parseaddr(message.from_email)[1]
-        recipients = [parseaddr(r)[1] for r in message.recipients()]
+        sender = _envelope_address(message.from_email)
+        recipients = [_envelope_address(r) for r in message.recipients()]
         message_id = str(mime["Message-ID"] or "")
-        with self._lock:
-            reused = self._connection is not None
-            if not reused:
-                self._connection = self._connect()
-            try:
-                self._transaction(self._connection, sender, recipients, raw, reused=reused)
-            except _Stale:
-                self._close(self._connection)
-                self._connection = self._connect()
-                self._transaction(self._connection, sender, recipients, raw, reused=False)
+        # One message at a time per connection; waiting for it counts against the deadline.
+        if not self._lock.acquire(timeout=deadline.remaining()):
+            raise ProviderUnavailable(
+                f"{self.describe()} was busy with other messages until the deadline", code="busy"
+            )
+        try:
+            with enforced(deadline, self._abort):
+                self._send_locked(sender, recipients, raw, deadline)
+        finally:
+            self._active = None
+            self._lock.release()
         return message_id
+
+    def _send_locked(
+        self, sender: str, recipients: list[str], raw: bytes, deadline: Deadline
+    ) -> None:
+        reused = self._connection is not None
+        if reused:
+            self._active = self._connection
+            self._connection.sock.settimeout(deadline.cap(self.timeout))
+        else:
+            self._connection = self._connect(deadline)
+        try:
+            self._transaction(self._connection, sender, recipients, raw, reused=reused)
+        except _Stale:
+            self._connection = self._connect(deadline)
+            self._transaction(self._connection, sender, recipients, raw, reused=False)
+        except ProviderError:
+            raise
+        except BaseException:
+            # Whatever went wrong mid-transaction, the next message must not inherit it.
+            self._drop()
+            raise
+
+    def _abort(self) -> None:
+        """Called by the deadline's watchdog thread: cut the connection in use."""
+        conn = self._active
+        if conn is not None:
+            shutdown(getattr(conn, "sock", None))
 
     def _drop(self) -> None:
         conn, self._connection = self._connection, None

@@ -1,6 +1,6 @@
 """Reads: what pages and the API show. Caching of list pages lives here only."""
 
-from .emails import email_detail, email_get, email_list
+from .emails import email_detail, email_get, email_list, email_texts
 from .health import system_health
 from .providers import (
     circuit_dict,
@@ -16,6 +16,7 @@ __all__ = [
     "email_detail",
     "email_get",
     "email_list",
+    "email_texts",
     "provider_choices",
     "provider_detail",
     "provider_get",

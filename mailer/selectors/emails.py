@@ -1,18 +1,16 @@
-"""Reads of emails: cached list pages (serialized dicts, never QuerySets) and details."""
+"""Reads of emails: cached list pages (serialized summaries, never QuerySets) and details."""
 
 from __future__ import annotations
 
 import base64
-import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models.functions import Substr
 
-from mailer import listcache
+from mailer import cacheguard, listcache
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
-
-logger = logging.getLogger("mailer.selectors")
 
 MAX_PAGE_SIZE = 100
 # COUNT(*) scans the account's index: ~50 ms at a million emails, on every uncached page. Up to
@@ -21,7 +19,7 @@ MAX_PAGE_SIZE = 100
 EXACT_COUNT_LIMIT = 10_000
 LARGE_COUNT_SECONDS = 60
 SUMMARY_FIELDS = [
-    "id", "status", "from_email", "to", "cc", "bcc", "subject", "text", "requested_provider_id",
+    "id", "status", "from_email", "to", "cc", "bcc", "subject", "requested_provider_id",
     "sent_via_id", "sent_via_kind", "provider_message_id", "message_id", "failure_reason",
     "possible_duplicate", "created_at", "sent_at", "tries", "next_attempt_at",
 ]  # fmt: skip
@@ -42,8 +40,6 @@ def email_summary(email: Email, providers: dict[int, ProviderConfig]) -> dict[st
         "cc": email.cc,
         "bcc": email.bcc,
         "subject": email.subject,
-        # The original list showed the text body; kept so /view_sent_emails/ needs no second read.
-        "text": email.text,
         "requested_provider": _provider_ref(providers.get(email.requested_provider_id)),
         "sent_via": _provider_ref(providers.get(email.sent_via_id), email.sent_via_kind),
         "provider_message_id": email.provider_message_id,
@@ -57,6 +53,18 @@ def email_summary(email: Email, providers: dict[int, ProviderConfig]) -> dict[st
         "next_attempt_at": email.next_attempt_at
         if email.status in (EmailStatus.QUEUED, EmailStatus.SENDING)
         else None,
+    }
+
+
+def _list_item(email: Email, providers: dict[int, ProviderConfig]) -> dict[str, Any]:
+    """A list row: the summary and the start of the text body (`text_head`, cut in SQL to one
+    character more than the preview, so a long body is neither fetched nor cached)."""
+    limit = settings.LIST_TEXT_PREVIEW_CHARS
+    head = email.text_head or ""
+    return {
+        **email_summary(email, providers),
+        "text_preview": head[:limit],
+        "text_truncated": len(head) > limit,
     }
 
 
@@ -82,6 +90,7 @@ def email_detail(email: Email) -> dict[str, Any]:
     providers = {c.pk: c for c in (email.requested_provider, email.sent_via) if c is not None}
     return {
         **email_summary(email, providers),
+        "text": email.text,
         "reply_to": email.reply_to,
         "html": email.html,
         "headers": email.headers,
@@ -108,25 +117,21 @@ def email_get(*, account, email_id: int) -> Email:
     )
 
 
-def _count(emails, key: str | None) -> int:
+def _count(emails, key: str) -> int:
     """The number of emails: exact up to EXACT_COUNT_LIMIT, else cached under key (see above).
-    Without a key (the cache is down) it is exact."""
-    if key is None:
-        return emails.count()
-    try:
-        cached = cache.get(key)
-    except Exception:
-        logger.warning("cache unreachable: counting emails exactly", exc_info=True)
+    When the cache can't answer it is exact."""
+    unreachable = object()
+    cached = cacheguard.call("reading a count", lambda: cache.get(key), unreachable)
+    if cached is unreachable:
         return emails.count()
     if cached is not None:
         return cached
     count = emails.order_by()[: EXACT_COUNT_LIMIT + 1].count()
     if count > EXACT_COUNT_LIMIT:
         count = emails.count()
-        try:
-            cache.set(key, count, timeout=LARGE_COUNT_SECONDS)
-        except Exception:
-            logger.warning("cache unreachable: could not store a large count", exc_info=True)
+        cacheguard.run(
+            "storing a count", lambda: cache.set(key, count, timeout=LARGE_COUNT_SECONDS)
+        )
     return count
 
 
@@ -136,8 +141,6 @@ def _list_from_db(
     page_size: int,
     status: str | None,
     provider_id: int | None,
-    *,
-    cached_count: bool = True,
 ) -> dict[str, Any]:
     emails = Email.objects.filter(account_id=account_id)
     if status:
@@ -145,10 +148,13 @@ def _list_from_db(
     if provider_id:
         emails = emails.filter(sent_via_id=provider_id)
     count_key = f"emails:count:{account_id}:{status or ''}:{provider_id or ''}"
-    count = _count(emails, count_key if cached_count else None)
+    count = _count(emails, count_key)
     offset = (page - 1) * page_size
+    preview = Substr("text", 1, settings.LIST_TEXT_PREVIEW_CHARS + 1)
     rows = list(
-        emails.only(*SUMMARY_FIELDS).order_by("-created_at", "-id")[offset : offset + page_size]
+        emails.only(*SUMMARY_FIELDS)
+        .annotate(text_head=preview)
+        .order_by("-created_at", "-id")[offset : offset + page_size]
     )
     provider_ids = {i for e in rows for i in (e.requested_provider_id, e.sent_via_id) if i}
     providers = ProviderConfig.objects.in_bulk(provider_ids) if provider_ids else {}
@@ -156,7 +162,7 @@ def _list_from_db(
         "count": count,
         "page": page,
         "page_size": page_size,
-        "results": [email_summary(e, providers) for e in rows],
+        "results": [_list_item(e, providers) for e in rows],
     }
 
 
@@ -170,29 +176,29 @@ def email_list(
 ) -> dict[str, Any]:
     """One page of an account's emails, newest first: {count, page, page_size, results}.
 
-    Cached per account and query for LIST_CACHE_SECONDS; a write bumps the account's version.
-    If the cache is unreachable the page comes from the database, and that is logged.
+    Each result is a summary with `text_preview` (at most LIST_TEXT_PREVIEW_CHARS) and
+    `text_truncated`, never the whole body (email_texts has those). Cached per account and query
+    (mailer.listcache: a write bumps the account's version; a lost bump is outlived within
+    LIST_CACHE_STALE_SECONDS). If the cache can't answer the page comes from the database.
     """
     page_size = max(1, min(page_size, MAX_PAGE_SIZE))
     page = max(1, page)
-    try:
-        key = (
-            f"emails:list:{account_id}:{listcache.version(account_id)}:"
-            f"{status or ''}:{provider_id or ''}:{page}:{page_size}"
-        )
-        cached = cache.get(key)
-    except Exception:
-        logger.warning(
-            "cache unreachable: listing emails of account %s from the database",
-            account_id,
-            exc_info=True,
-        )
-        return _list_from_db(account_id, page, page_size, status, provider_id, cached_count=False)
+    version = listcache.version(account_id)
+    if version is None:
+        return _list_from_db(account_id, page, page_size, status, provider_id)
+    key = listcache.page_key(account_id, version, status or "", provider_id or "", page, page_size)
+    cached = listcache.get_page(key)
     if cached is not None:
         return cached
     result = _list_from_db(account_id, page, page_size, status, provider_id)
-    try:
-        cache.set(key, result, timeout=settings.LIST_CACHE_SECONDS)
-    except Exception:
-        logger.warning("cache unreachable: could not store a list page", exc_info=True)
+    listcache.store_page(key, result)
     return result
+
+
+def email_texts(*, account_id: int, email_ids: list[int]) -> dict[int, str]:
+    """The whole text bodies of these emails of the account (for rows whose list preview was
+    cut short), read from the database: bodies are never cached."""
+    if not email_ids:
+        return {}
+    rows = Email.objects.filter(account_id=account_id, pk__in=email_ids).values_list("pk", "text")
+    return dict(rows)

@@ -62,8 +62,8 @@ def provider_get(*, account, provider_id: int) -> ProviderConfig:
 def _circuit(config: ProviderConfig, breaker: CircuitBreaker) -> dict[str, Any]:
     try:
         return circuit_dict(breaker.state(config.breaker_key))
-    except Exception:  # the cache is down: show the provider anyway
-        logger.exception("cache unreachable: circuit state of provider %s unknown", config.pk)
+    except Exception:  # a bug, not an outage (the breaker fails open): show the provider anyway
+        logger.exception("circuit state of provider %s unknown", config.pk)
         return {
             "state": "unknown",
             "consecutive_failures": 0,

@@ -17,3 +17,8 @@ def token_get(*, account, token_id: int) -> ApiToken:
     if not 0 < token_id <= _MAX_ID:
         raise ApiToken.DoesNotExist
     return ApiToken.objects.get(account=account, pk=token_id)
+
+
+def token_active_count(*, account) -> int:
+    """How many of the account's tokens the API still accepts."""
+    return ApiToken.objects.filter(account=account, revoked_at__isnull=True).count()

@@ -18,6 +18,7 @@ from mailer import listcache
 from mailer.compose import build_message
 from mailer.delivery.failover import Attempt, Delivery, deliver
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
+from mailer.providers.net import Deadline
 from mailer.validation import OutgoingEmail, validate
 
 from .enqueue import email_enqueue
@@ -88,8 +89,8 @@ def _earlier_use(
 ) -> Email | None:
     """The email that already holds this key, or None once an expired holder released it.
 
-    A repeat while the first is still being delivered is a 409 in sync mode (its answer is not
-    known yet); in queue mode the first answer was "queued", and a repeat gets the same."""
+    A repeat while the first is still being sent in sync mode is a 409 (its answer is not known
+    yet); a queued one (queue mode, or a sync send the sweep goes on with) answers as queued."""
     earlier = Email.objects.filter(account=account, idempotency_key=key).first()
     if earlier is None:
         return None
@@ -104,7 +105,9 @@ def _earlier_use(
             status=422,
             email=earlier,
         )
-    if earlier.status in (EmailStatus.QUEUED, EmailStatus.SENDING) and not in_flight_ok:
+    # A `queued` email's answer is known (accepted, the sweep or a worker goes on with it); one
+    # still `sending` in sync mode is not yet.
+    if earlier.status == EmailStatus.SENDING and not in_flight_ok:
         raise IdempotencyConflict(
             "A request with this Idempotency-Key is still being delivered; retry later to get "
             "its result.",
@@ -133,10 +136,18 @@ def email_create(
     """
     validate(outgoing)
     now = timezone.now()
+    # Sync mode's claim has a short lease: the request's send ends within SEND_BUDGET_SECONDS and
+    # its worker is killed at WEB_TIMEOUT, so past it the sweep knows this process is gone.
+    lease_end = now + timedelta(seconds=settings.SYNC_SENDING_LEASE_SECONDS)
     state = (
         {"status": EmailStatus.QUEUED, "next_attempt_at": now, "enqueued_at": now}
         if queued
-        else {"status": EmailStatus.SENDING, "tries": 1, "claimed_at": now}
+        else {
+            "status": EmailStatus.SENDING,
+            "tries": 1,
+            "claimed_at": now,
+            "lease_expires_at": lease_end,
+        }
     )
     row = _email_row(
         account,
@@ -182,9 +193,14 @@ def _record_attempt(email: Email, attempt: Attempt) -> None:
     )
 
 
-def email_try(*, email: Email, interrupts: tuple[type[BaseException], ...] = ()) -> Delivery:
-    """One delivery try of a claimed email: failover over its providers, each attempt recorded
-    as it ends. Writes nothing else: email_finish stores the outcome.
+def email_try(
+    *,
+    email: Email,
+    budget: float,
+    interrupts: tuple[type[BaseException], ...] = (),
+) -> Delivery:
+    """One delivery try of a claimed email: failover over its providers within `budget` seconds,
+    each attempt recorded as it ends. Writes nothing else: email_finish stores the outcome.
 
     No transaction is held while providers are called: a slow provider must not lock the table.
     """
@@ -200,6 +216,7 @@ def email_try(*, email: Email, interrupts: tuple[type[BaseException], ...] = ())
         breaker=breaker(),
         on_attempt=lambda attempt: _record_attempt(email, attempt),
         interrupts=interrupts,
+        budget=Deadline(budget),
     )
 
 
@@ -261,9 +278,14 @@ def email_finish(*, email: Email, fields: dict[str, Any]) -> bool:
 
 
 def email_deliver(*, email: Email) -> Delivery:
-    """Sync mode: one try of an email stored `sending`, then `sent` or `failed` at once."""
-    delivery = email_try(email=email)
-    email_finish(email=email, fields=outcome_fields(email, delivery))
+    """Sync mode: one try of an email stored `sending` within SEND_BUDGET_SECONDS, then `sent`
+    or `failed` at once; or, when the budget ran out before every provider was tried, `queued`
+    for the sweep to go on with (the request answers 202: accepted, not yet delivered)."""
+    delivery = email_try(email=email, budget=settings.SEND_BUDGET_SECONDS)
+    retry_at = None
+    if delivery.untried and delivery.accepted is None and not delivery.rejected:
+        retry_at = timezone.now()
+    email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=retry_at))
     return delivery
 
 

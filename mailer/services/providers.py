@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 
-from mailer import crypto, listcache
+from mailer import cacheguard, crypto, listcache
 from mailer.delivery.breaker import CircuitBreaker
 from mailer.delivery.failover import Attempt, Candidate, deliver
 from mailer.models import ProviderConfig
@@ -23,6 +23,7 @@ from mailer.provider_settings import (
 )
 from mailer.providers import build_provider
 from mailer.providers.base import Provider
+from mailer.providers.net import Deadline
 
 logger = logging.getLogger("mailer.services")
 
@@ -36,6 +37,7 @@ def breaker() -> CircuitBreaker:
         threshold=settings.BREAKER_THRESHOLD,
         reset_seconds=settings.BREAKER_RESET_SECONDS,
         probe_seconds=settings.PROVIDER_TIMEOUT * 3,
+        guard=cacheguard.call,
     )
 
 
@@ -63,6 +65,7 @@ class _ProviderPool:
             secrets=crypto.decrypt_json(config.secrets_encrypted),
             timeout=settings.PROVIDER_TIMEOUT,
             connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
+            attempt_deadline=settings.ATTEMPT_DEADLINE_SECONDS,
         )
         with self._lock:
             old = self._items.pop(config.pk, None)
@@ -284,9 +287,10 @@ class _PooledProvider:
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
+        self.attempt_deadline = settings.ATTEMPT_DEADLINE_SECONDS
 
-    def send(self, message: EmailMessage) -> str:
-        return provider_pool.get(self.config).send(message)
+    def send(self, message: EmailMessage, *, deadline=None) -> str:
+        return provider_pool.get(self.config).send(message, deadline=deadline)
 
 
 def candidate_for(config: ProviderConfig) -> Candidate:
@@ -313,7 +317,12 @@ def provider_test_send(*, config: ProviderConfig, to: str, from_email: str) -> A
         from_email=from_email,
         to=[to],
     )
-    delivery = deliver(message, [candidate_for(config)], breaker=breaker())
+    delivery = deliver(
+        message,
+        [candidate_for(config)],
+        breaker=breaker(),
+        budget=Deadline(settings.SEND_BUDGET_SECONDS),
+    )
     attempt = delivery.attempts[-1]
     logger.info(
         "test message via provider %s of account %s: %s %s",

@@ -1,5 +1,6 @@
 """Queue mode's writes: claim an email, run one try, schedule retries with backoff, and the
-sweep that takes back what a lost message or a dead worker left behind."""
+sweep that takes back what a lost message or a dead worker left behind. The sweep serves sync
+mode too: a web request that died mid-send leaves its email `sending` under a short lease."""
 
 from __future__ import annotations
 
@@ -73,7 +74,12 @@ def email_claim(*, email_id: int) -> Email | None:
     take: already sent, claimed by another worker, or not due yet. Exactly one caller wins."""
     now = timezone.now()
     due = Q(tries=0) | Q(next_attempt_at__lte=now)  # a new email is due whatever the clocks say
-    claim = {"status": EmailStatus.SENDING, "claimed_at": now, "tries": F("tries") + 1}
+    claim = {
+        "status": EmailStatus.SENDING,
+        "claimed_at": now,
+        "lease_expires_at": now + timedelta(seconds=settings.SENDING_LEASE_SECONDS),
+        "tries": F("tries") + 1,
+    }
     queued = Email.objects.filter(due, pk=email_id, status=EmailStatus.QUEUED)
     if connection.features.has_select_for_update_skip_locked:
         # PostgreSQL: a row another worker holds is skipped, not waited for.
@@ -94,7 +100,9 @@ def email_process(*, email_id: int) -> str:
     if email is None:
         return "not claimed"
     try:
-        delivery = email_try(email=email, interrupts=(SoftTimeLimitExceeded,))
+        # The soft time limit stays the backstop; the budget ends the try before it, cleanly.
+        budget = settings.DELIVERY_TIME_LIMIT * 0.8
+        delivery = email_try(email=email, budget=budget, interrupts=(SoftTimeLimitExceeded,))
     except SoftTimeLimitExceeded:
         logger.warning("email %s: try %s hit the time limit", email.pk, email.tries)
         return email_release(email=email, why="the try took longer than DELIVERY_TIME_LIMIT")
@@ -142,9 +150,14 @@ class SweepReport:
 
 
 def _stale_sending(now: datetime, limit: int) -> list[Email]:
-    cutoff = now - timedelta(seconds=settings.SENDING_LEASE_SECONDS)
+    """Emails whose try's lease ran out: its end is stored at the claim (short for a sync web
+    request, SENDING_LEASE_SECONDS for a worker or the sweep), so the sweep needs no knowledge of
+    the mode. No lease is longer than the longest of the two, so a try claimed that long ago is
+    taken back too, lease end or not (a claim by a host still running an older release)."""
+    longest = max(settings.SENDING_LEASE_SECONDS, settings.SYNC_SENDING_LEASE_SECONDS)
+    ran_out = Q(lease_expires_at__lt=now) | Q(claimed_at__lt=now - timedelta(seconds=longest))
     return list(
-        Email.objects.filter(status=EmailStatus.SENDING, claimed_at__lt=cutoff)
+        Email.objects.filter(ran_out, status=EmailStatus.SENDING)
         .select_related("account")
         .order_by("claimed_at")[:limit]
     )
@@ -163,8 +176,10 @@ def _due_ids(now: datetime, limit: int) -> list[int]:
 
 
 def emails_sweep(*, inline: bool = False, limit: int = 1000) -> SweepReport:
-    """The durable outbox's sweep (Celery beat, or `manage.py deliver_pending`): take back tries
-    whose lease ran out, then enqueue the due emails (or with `inline`, deliver them here)."""
+    """The durable outbox's sweep (Celery beat, or `manage.py deliver_pending`, once or with
+    `--loop`): take back tries whose lease ran out, then enqueue the due emails (or with
+    `inline`, as in sync mode, which has no broker: deliver them here, one try each, with the
+    same backoff between tries as queue mode)."""
     now = timezone.now()
     released = 0
     for email in _stale_sending(now, limit):

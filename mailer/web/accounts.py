@@ -1,17 +1,32 @@
-"""The site's entry (home, favicon) and account pages: sign up, log in (throttled), password
-change and reset."""
+"""The site's entry (home, favicon) and account pages: sign up (finished from an emailed link),
+log in, password change and reset, and the admin's log-in: each behind its throttle."""
 
 from __future__ import annotations
 
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
 
-from mailer.services.accounts import account_sign_up, password_reset_throttle
+from mailer.services.accounts import (
+    SignUpConflict,
+    account_sign_up,
+    login_failure_record,
+    login_success_record,
+    login_throttle_check,
+    password_check_record,
+    password_check_throttle,
+    password_reset_throttle,
+    sign_up_link_read,
+    sign_up_request,
+    sign_up_throttle,
+)
 
 from . import forms
 
@@ -26,23 +41,9 @@ def favicon(request: HttpRequest) -> HttpResponse:
     return redirect(static("img/favicon.svg"))
 
 
-@require_http_methods(["GET", "POST"])
-def sign_up(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated:
-        return redirect("emails")
-    form = forms.SignUpForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = account_sign_up(
-            username=form.cleaned_data["username"],
-            email=form.cleaned_data["email"],
-            password=form.cleaned_data["password1"],
-        )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(
-            request, "Welcome! Add a provider, then send your first email from the Send page."
-        )
-        return redirect("emails")
-    return render(request, "registration/signup.html", {"form": form})
+def _minutes(seconds: int) -> str:
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _too_many(response: HttpResponse, seconds: int) -> HttpResponse:
@@ -51,11 +52,149 @@ def _too_many(response: HttpResponse, seconds: int) -> HttpResponse:
     return response
 
 
+# Sign-up -------------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def sign_up(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("emails")
+    form = forms.SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        wait = sign_up_throttle(request=request)
+        if wait:
+            form.add_error(
+                None, f"Too many sign-ups from your network. Try again in {_minutes(wait)}."
+            )
+            return _too_many(render(request, "registration/signup.html", {"form": form}), wait)
+        sign_up_request(
+            request=request,
+            username=form.cleaned_data["username"],
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+        )
+        # The same page whatever was sent: it must not tell whether either has an account.
+        return redirect("signup-sent")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@require_GET
+def sign_up_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "registration/signup_sent.html")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def sign_up_confirm(request: HttpRequest, link: str) -> HttpResponse:
+    """The emailed link: GET shows what it creates (mail scanners that follow links create
+    nothing), the button POSTs, which creates the account and logs in."""
+    details = sign_up_link_read(link)
+    if details is None:
+        return render(request, "registration/signup_confirm.html", {"valid": False}, status=400)
+    if request.method == "POST":
+        try:
+            user = account_sign_up(
+                username=details["username"],
+                email=details["email"],
+                password_hash=details["password"],
+            )
+        except SignUpConflict:
+            return render(
+                request,
+                "registration/signup_confirm.html",
+                {"valid": True, "conflict": True, "username": details["username"]},
+                status=409,
+            )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(
+            request, "Welcome! Add a provider, then send your first email from the Send page."
+        )
+        return redirect("emails")
+    return render(
+        request,
+        "registration/signup_confirm.html",
+        {"valid": True, "username": details["username"], "email": details["email"]},
+    )
+
+
+# Log-in --------------------------------------------------------------------------------------
+
+
+class ThrottledLoginMixin:
+    """For an AuthenticationForm: a throttled attempt never checks the password; a failure is
+    counted, a success clears this name's failures at this address. The site's log-in form
+    (forms.LoginForm) does the same first two itself; the admin's log-in form uses this."""
+
+    throttled_for = 0
+
+    def clean(self) -> dict:
+        username = self.cleaned_data.get("username") or ""
+        self.throttled_for = login_throttle_check(request=self.request, username=username)
+        if self.throttled_for:
+            self.request.login_throttled_for = self.throttled_for
+            raise ValidationError(
+                f"Too many failed log-ins for this account or from your network. "
+                f"Try again in {_minutes(self.throttled_for)}, or reset your password.",
+                code="throttled",
+            )
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            login_failure_record(request=self.request, username=username)
+            raise
+        login_success_record(request=self.request, username=username)
+        return cleaned
+
+
 class LoginView(auth_views.LoginView):
     authentication_form = forms.LoginForm
     redirect_authenticated_user = True
 
+    def form_valid(self, form: forms.LoginForm) -> HttpResponse:
+        login_success_record(request=self.request, username=form.cleaned_data["username"])
+        return super().form_valid(form)
+
     def form_invalid(self, form: forms.LoginForm) -> HttpResponse:
+        response = super().form_invalid(form)
+        return _too_many(response, form.throttled_for) if form.throttled_for else response
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's log-in page behind the site log-in's throttle (its form is
+    mailer.admin.AdminLoginForm): a throttled attempt is a 429 with Retry-After."""
+    response = admin.site.login(request)
+    wait = getattr(request, "login_throttled_for", 0)
+    return _too_many(response, wait) if wait else response
+
+
+# Password change and reset -------------------------------------------------------------------
+
+
+class PasswordChangeForm(forms.PasswordChangeForm):
+    """The old-password check behind the same growing backoff as log-ins, per account."""
+
+    throttled_for = 0
+
+    def clean_old_password(self) -> str:
+        self.throttled_for = password_check_throttle(account=self.user)
+        if self.throttled_for:
+            raise ValidationError(
+                f"Too many wrong passwords. Try again in {_minutes(self.throttled_for)}.",
+                code="throttled",
+            )
+        try:
+            old_password = super().clean_old_password()
+        except ValidationError:
+            password_check_record(account=self.user, correct=False)
+            raise
+        password_check_record(account=self.user, correct=True)
+        return old_password
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = PasswordChangeForm
+
+    def form_invalid(self, form: PasswordChangeForm) -> HttpResponse:
         response = super().form_invalid(form)
         return _too_many(response, form.throttled_for) if form.throttled_for else response
 
@@ -72,9 +211,7 @@ class PasswordResetView(auth_views.PasswordResetView):
         wait, send = password_reset_throttle(request=self.request, email=form.cleaned_data["email"])
         if wait:
             form.add_error(
-                None,
-                f"Too many reset requests from your network. Try again in "
-                f"{-(-wait // 60)} minutes.",
+                None, f"Too many reset requests from your network. Try again in {_minutes(wait)}."
             )
             return _too_many(self.form_invalid(form), wait)
         if not send:  # the same page as a sent one: nobody learns the address was throttled
@@ -86,5 +223,5 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     form_class = forms.SetPasswordForm
 
 
-class PasswordChangeView(auth_views.PasswordChangeView):
-    form_class = forms.PasswordChangeForm
+class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    """The admin's log-in form, throttled like the site's (the same counters)."""

@@ -11,14 +11,14 @@ from collections.abc import Iterable
 from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import escape
 
 from mailer.models import EmailStatus, ProviderConfig
 from mailer.services.accounts import login_failure_record, login_throttle_check
-from mailer.validation import Attachment, OutgoingEmail
+from mailer.validation import Attachment, OutgoingEmail, max_address_text
 
 from .settings_forms import BootstrapBoundField
 
@@ -58,24 +58,24 @@ class BootstrapMixin:
 
 
 class SignUpForm(BootstrapMixin, auth_forms.UserCreationForm):
+    """The sign-up form without the checks that tell whether a username or an address has an
+    account: the service answers those by email (services.accounts.sign_up_request)."""
+
     email = forms.EmailField(
         label="Email",
         max_length=254,
-        help_text="Password reset links are sent here.",
+        help_text="We send a link here to finish signing up, and password reset links later.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
 
     class Meta(auth_forms.UserCreationForm.Meta):
         fields = ("username", "email")
 
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"]
-        if get_user_model().objects.filter(email__iexact=email).exists():
-            raise ValidationError(
-                "An account with this email already exists; log in or reset its password.",
-                code="email_taken",
-            )
-        return email
+    def clean_username(self) -> str:
+        return self.cleaned_data.get("username")
+
+    def validate_unique(self) -> None:
+        pass
 
 
 class LoginForm(BootstrapMixin, auth_forms.AuthenticationForm):
@@ -151,6 +151,14 @@ class MultipleFileField(forms.FileField):
         return [single(data, initial)] if data else []
 
 
+def _cap(field: forms.CharField, limit: int) -> None:
+    """Give a field the length limit of the settings (checked before anything parses it)."""
+    field.max_length = limit
+    field.validators = [v for v in field.validators if not isinstance(v, MaxLengthValidator)]
+    field.validators.append(MaxLengthValidator(limit))
+    field.widget.attrs["maxlength"] = str(limit)
+
+
 def _addresses_field(label: str, *, required: bool = False, rows: int = 2) -> forms.CharField:
     return forms.CharField(
         label=label,
@@ -204,12 +212,25 @@ class SendForm(BootstrapMixin, forms.Form):
         if choices and not self.is_bound:
             self.initial.setdefault("provider", choices[0][0])
         self.initial.setdefault("submission", secrets.token_urlsafe(16))
+        # Input limits (the service checks them too): no field is longer than its most.
+        address = max_address_text()
+        _cap(self.fields["from_email"], address)
+        for name in ("to", "cc", "bcc"):
+            _cap(self.fields[name], settings.MAX_RECIPIENTS * (address + 2))
+        _cap(self.fields["reply_to"], settings.MAX_REPLY_TO * (address + 2))
+        _cap(self.fields["subject"], settings.MAX_SUBJECT_CHARS)
         limit = filesizeformat(settings.MAX_MESSAGE_BYTES * 3 // 4)
-        self.fields["attachments"].help_text = f"Up to about {limit} in all."
+        files = settings.MAX_ATTACHMENTS
+        self.fields["attachments"].help_text = f"Up to {files} files, about {limit} in all."
         self.fields["attachments"].widget.attrs["data-max-bytes"] = settings.MAX_MESSAGE_BYTES
 
     def clean_attachments(self) -> list:
         files = self.cleaned_data["attachments"]
+        if len(files) > settings.MAX_ATTACHMENTS:
+            raise ValidationError(
+                f"{len(files)} files chosen; at most {settings.MAX_ATTACHMENTS} can be attached.",
+                code="too_many",
+            )
         # What goes over the wire is base64: 4 bytes for every 3.
         encoded = sum((f.size + 2) // 3 * 4 for f in files)
         if encoded > settings.MAX_MESSAGE_BYTES:

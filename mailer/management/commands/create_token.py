@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from mailer.services import token_create
+from mailer.services.tokens import TokenLimitReached
 
 
 class Command(BaseCommand):
@@ -29,6 +30,9 @@ class Command(BaseCommand):
                 f"created user {username!r} (no password; set one with "
                 f"`manage.py changepassword {username}`)"
             )
-        _, raw = token_create(account=user, name=name)
+        try:
+            _, raw = token_create(account=user, name=name)
+        except TokenLimitReached as exc:
+            raise CommandError(str(exc)) from exc
         self.stderr.write(f"token {name!r} for {username!r} (shown once, store it now):")
         self.stdout.write(raw)

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from mailer.models import ProviderConfig
-from mailer.services import provider_config_create, token_create
+from mailer.services import provider_config_create, token_create, token_revoke
 
 
 class Command(BaseCommand):
@@ -38,6 +38,10 @@ class Command(BaseCommand):
                 priority=10,
                 settings={"host": smtp_host, "port": smtp_port, "security": "none"},
             )
+        # One live demo token at a time: each `make run` revokes the one before (the account
+        # may hold at most MAX_API_TOKENS_PER_ACCOUNT).
+        for earlier in user.api_tokens.filter(name="make run", revoked_at__isnull=True):
+            token_revoke(token=earlier)
         _, raw = token_create(account=user, name="make run")
         self.stdout.write(f"Demo login:     {username} / {password}")
         self.stdout.write(f"Demo API token: {raw}")
