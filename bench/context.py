@@ -13,7 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import profile
-from bench.procs import Processes, children, cpu_seconds, free_port, wait_http, wait_port
+from harness import procs
+from harness.app import loopback_env, start_gunicorn
+from harness.ports import free_port, wait_port
+from harness.procs import Processes, children, cpu_seconds
+from harness.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -38,7 +42,7 @@ class Bench:
         self.workdir = workdir
         self.do_profile = do_profile
         self.targets = targets
-        self.procs = Processes(workdir)
+        self.procs = Processes()
         self.results: dict = {"sizes": asdict(sizes), "items": {}, "profiles": {}}
         self.gunicorn: subprocess.Popen | None = None
         self.experiment_env: dict[str, str] = {}
@@ -52,83 +56,52 @@ class Bench:
     # Infrastructure ---------------------------------------------------------------------------
 
     def start_infrastructure(self) -> None:
-        self.redis_port = free_port()
-        self.procs.start(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                "--loglevel",
-                "warning",
-            ],
-            env=dict(os.environ),
-            cwd=self.workdir,
-        )
-        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        """redis-server, and the tests' SMTP sink (counting, in a process of its own) with a
+        blackhole and the sink's count over HTTP."""
+        self.redis = RedisServer(self.workdir / "redis").start()
+        self.procs.add(self.redis.process)
+        self.redis_url = self.redis.url
         self.sink_port, self.blackhole_port, self.stats_port = free_port(), free_port(), free_port()
-        self.procs.start(
-            "servers",
-            [
-                PYTHON,
-                "-m",
-                "bench.servers",
-                str(self.sink_port),
-                str(self.blackhole_port),
-                str(self.stats_port),
-            ],
-            env=dict(os.environ),
-            cwd=ROOT,
-        )
-        for port in (self.redis_port, self.sink_port, self.blackhole_port, self.stats_port):
-            wait_port(port)
+        self.sink_process = self.procs.add(
+            procs.start(
+                [PYTHON, "-m", "harness.smtp", "--port", str(self.sink_port), "--blackhole-port",
+                 str(self.blackhole_port), "--stats-port", str(self.stats_port)],
+                env=dict(os.environ),
+                log=self.workdir / "sink.log",
+            )
+        )  # fmt: skip
+        for port in (self.sink_port, self.blackhole_port, self.stats_port):
+            wait_port(port, process=self.sink_process)
         self.env = self.app_env()
         (self.workdir / "static").mkdir()
 
     def app_env(self) -> dict[str, str]:
-        """The app's environment: production settings, changed only where loopback needs it."""
+        """The app's environment: the tests' (harness.app.loopback_env: production settings,
+        changed only where loopback needs it) with the bench's settings module and timeouts."""
         from cryptography.fernet import Fernet
 
-        return {
-            "PATH": os.environ["PATH"],
-            "HOME": os.environ.get("HOME", str(self.workdir)),
-            "PYTHONPATH": str(ROOT),
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
-            "ENV_FILE": str(self.workdir / "no.env"),
-            "SECRET_KEY": "bench-" + Fernet.generate_key().decode(),
-            "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "SQLITE_PATH": str(self.workdir / "bench.sqlite3"),
-            "STATIC_ROOT": str(self.workdir / "static"),
-            "REDIS_URL": self.redis_url,
-            "CACHE_KEY_PREFIX": CACHE_PREFIX,
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "ALLOW_PRIVATE_PROVIDER_HOSTS": "true",  # every provider here is on loopback
-            "SECURE_SSL_REDIRECT": "false",  # plain HTTP on loopback, no TLS proxy in front
-            "PROVIDER_TIMEOUT": str(READ_TIMEOUT),
-            "PROVIDER_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
-            "BREAKER_THRESHOLD": str(THRESHOLD),
-            "BREAKER_RESET_SECONDS": str(RESET_SECONDS),
-            "API_RATE_LIMIT": "1000000000/minute",  # still counted in Redis on every request
-            "MAIL_PROVIDER_URLS": f"smtp://127.0.0.1:{self.sink_port}",
-            "DELIVERY_MODE": "sync",
+        return loopback_env(
+            self.workdir,
+            redis_url=self.redis_url,
+            encryption_keys=Fernet.generate_key().decode(),
+            secret_key="bench-" + Fernet.generate_key().decode(),
+            PYTHONPATH=str(ROOT),
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            SQLITE_PATH=str(self.workdir / "bench.sqlite3"),
+            CACHE_KEY_PREFIX=CACHE_PREFIX,
+            PROVIDER_TIMEOUT=str(READ_TIMEOUT),
+            PROVIDER_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
+            BREAKER_THRESHOLD=str(THRESHOLD),
+            BREAKER_RESET_SECONDS=str(RESET_SECONDS),
+            MAIL_PROVIDER_URLS=f"smtp://127.0.0.1:{self.sink_port}",
+            DELIVERY_MODE="sync",
             **self.experiment_env,
-        }
+        )
 
     def sink(self, *, reset: bool = False) -> dict:
         path = "/reset" if reset else "/"
         with urllib.request.urlopen(f"http://127.0.0.1:{self.stats_port}{path}", timeout=5) as r:
             return json.loads(r.read())
-
-    def servers_process(self) -> subprocess.Popen:
-        return next(p for p in self.procs.started if "bench.servers" in " ".join(p.args))
 
     def setup_django(self) -> None:
         os.environ.update(self.env)
@@ -140,25 +113,17 @@ class Bench:
         from django.contrib.auth import get_user_model
         from django.db import connections
 
-        from mailer.services import provider_config_create, token_create
-
-        users = get_user_model().objects
+        from harness.factories import make_account, make_smtp_provider, make_token
 
         def smtp(account, name: str, port: int, priority: int):
-            return provider_config_create(
-                account=account,
-                kind="smtp",
-                name=name,
-                priority=priority,
-                settings={"host": "127.0.0.1", "port": port, "security": "none"},
-            )
+            return make_smtp_provider(account, port, name=name, priority=priority)
 
         self.accounts: dict[str, dict] = {}
-        lister = users.get(username="lister")
-        self.accounts["lister"] = {"user": lister, "token": token_create(account=lister)[1]}
+        lister = get_user_model().objects.get(username="lister")
+        self.accounts["lister"] = {"user": lister, "token": make_token(lister)}
         for name in ("sender", "healthy", "failover", "queue"):
-            user = users.create_user(name, email=f"{name}@example.com")
-            self.accounts[name] = {"user": user, "token": token_create(account=user)[1]}
+            user = make_account(name)
+            self.accounts[name] = {"user": user, "token": make_token(user)}
         smtp(self.accounts["sender"]["user"], "sink", self.sink_port, 10)
         smtp(self.accounts["queue"]["user"], "sink", self.sink_port, 10)
         smtp(self.accounts["healthy"]["user"], "sink", self.sink_port, 10)
@@ -168,29 +133,18 @@ class Bench:
         connections.close_all()
 
     def start_gunicorn(self, **extra_env: str) -> None:
+        """gunicorn as the tests start it (harness.app.start_gunicorn), with WORKERS workers."""
         self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.gunicorn = self.procs.start(
-            "gunicorn",
-            [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "-c",
-                "emailservice/gunicorn.conf.py",
-                "emailservice.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.http_port}",
-                "--workers",
-                str(WORKERS),
-                "--graceful-timeout",
-                "5",
-                *self.experiment_gunicorn,
-            ],
-            env={**self.env, **extra_env},
-            cwd=ROOT,
+        self.gunicorn = self.procs.add(
+            start_gunicorn(
+                {**self.env, **extra_env},
+                port=self.http_port,
+                workers=WORKERS,
+                log=self.workdir / "gunicorn.log",
+                options=tuple(self.experiment_gunicorn),
+            )
         )
-        wait_http(self.url + "/healthz", process=self.gunicorn)
         self.workers = children(self.gunicorn.pid)
 
     def stop_gunicorn(self) -> None:
@@ -201,9 +155,7 @@ class Bench:
     # Load -------------------------------------------------------------------------------------
 
     def cpu_roles(self) -> dict[str, list[int]]:
-        servers = self.servers_process()
-        redis = next(p for p in self.procs.started if p.args[0] == "redis-server")
-        roles = {"sink": [servers.pid], "redis": [redis.pid]}
+        roles = {"sink": [self.sink_process.pid], "redis": [self.redis.process.pid]}
         if self.gunicorn is not None:
             roles["web_workers"] = list(self.workers)
         return roles

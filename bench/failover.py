@@ -52,8 +52,8 @@ def circuit_opening(bench, concurrency: int) -> dict:
     read from the stored attempts when the threshold-th failure ended (= it opened)."""
     from django.db import connections
 
+    from mailer.delivery.breaker import breaker
     from mailer.models import DeliveryAttempt
-    from mailer.services import breaker
 
     breaker().reset(bench.blackhole.breaker_key)
     since = datetime.now(UTC)

@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 from email.message import EmailMessage
-from urllib.parse import urlsplit
+
+from harness.api import ApiClient
 
 SENDER = "Bench <bench@example.com>"
 RECIPIENT = "rcpt@example.org"
@@ -47,39 +48,22 @@ def summary(latencies: list[float]) -> dict:
     }
 
 
-class Client:
-    """One keep-alive connection (gunicorn's sync workers close it; it reopens by itself)."""
-
-    def __init__(self, url: str, token: str | None) -> None:
-        parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
-        headers = dict(self.headers)
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        try:
-            self.conn.request(method, path, body=data, headers=headers)
-            response = self.conn.getresponse()
-            return response.status, response.read()
-        except (http.client.HTTPException, OSError):
-            self.conn.close()
-            raise
+def api_client(url: str, token: str | None) -> ApiClient:
+    """The tests' API client over HTTP (a connection per request: gunicorn's sync workers close
+    it after each answer anyway), keeping no bodies."""
+    return ApiClient.http(url, token, timeout=60, keep_bodies=False)
 
 
 def job_alternate(job: dict) -> dict:
     """Sequential POSTs alternating between accounts (`tokens`: name -> token), so that every
     account's latencies see the same moments of the shared machine; `count` sends each."""
-    clients = {name: Client(job["url"], token) for name, token in job["tokens"].items()}
+    clients = {name: api_client(job["url"], token) for name, token in job["tokens"].items()}
     latencies: dict[str, list[float]] = {name: [] for name in clients}
     statuses: dict[str, dict[str, int]] = {name: {} for name in clients}
     for n in range(job["count"]):
         for name, client in clients.items():
             clock = time.perf_counter()
-            status, _ = client.request("POST", "/api/v1/emails", email_payload(n))
+            status = client.post("/api/v1/emails", email_payload(n)).status_code
             elapsed = (time.perf_counter() - clock) * 1000
             statuses[name][str(status)] = statuses[name].get(str(status), 0) + 1
             if status == 201:
@@ -101,7 +85,7 @@ def job_post(job: dict) -> dict:
     stop = threading.Event()
 
     def worker() -> None:
-        client = Client(job["url"], job["token"])
+        client = api_client(job["url"], job["token"])
         while not stop.is_set() and time.monotonic() < deadline:
             with lock:
                 if issued[0] >= limit:
@@ -110,7 +94,8 @@ def job_post(job: dict) -> dict:
                 n = issued[0]
             clock = time.perf_counter()
             try:
-                status, body = client.request("POST", "/api/v1/emails", email_payload(n))
+                response = client.post("/api/v1/emails", email_payload(n))
+                status, body = response.status_code, response.content
             except (http.client.HTTPException, OSError) as exc:
                 status, body = type(exc).__name__, b""
             elapsed = (time.perf_counter() - clock) * 1000
@@ -148,7 +133,7 @@ def job_get(job: dict) -> dict:
 
     bumper = redis.Redis.from_url(job["redis_url"]) if job.get("redis_url") else None
     clients = {
-        v["name"]: Client(job["url"], job["token"] if v.get("auth") else None)
+        v["name"]: api_client(job["url"], job["token"] if v.get("auth") else None)
         for v in job["variants"]
     }
     latencies: dict[str, list[float]] = {v["name"]: [] for v in job["variants"]}
@@ -162,10 +147,10 @@ def job_get(job: dict) -> dict:
                 bumper.set(variant["bump"], time.time_ns())
                 generation += 1
             elif seen.get(variant["name"]) != generation:
-                client.request("GET", variant["path"])  # fills the cache for this version
+                client.get(variant["path"])  # fills the cache for this version
             seen[variant["name"]] = generation
             clock = time.perf_counter()
-            status, _ = client.request("GET", variant["path"])
+            status = client.get(variant["path"]).status_code
             elapsed = (time.perf_counter() - clock) * 1000
             if status != 200:
                 failures[variant["name"]] = failures.get(variant["name"], 0) + 1

@@ -7,7 +7,7 @@ import threading
 import time
 
 from bench.context import CONCURRENCY
-from bench.procs import memory_kib
+from harness.procs import memory_kib
 
 
 def memory_trend(samples: list[dict], pids: list[int]) -> dict:

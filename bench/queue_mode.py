@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from bench import profile
-from bench.procs import children, memory_kib
 from bench.report import spread
+from harness.app import start_celery_worker
+from harness.procs import children, memory_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_CONCURRENCY = 2
@@ -29,13 +30,13 @@ def missing() -> str | None:
 
 
 def _worker(bench, app: str, name: str):
-    return bench.procs.start(
-        f"celery-{name}",
-        [bench.python, "-m", "celery", "-A", app, "worker", "--concurrency",
-         str(WORKER_CONCURRENCY), "--pool", "prefork", "--loglevel", "warning",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "--hostname",
-         f"{name}@%h"],
-        env={**bench.env, "DELIVERY_MODE": "queue"}, cwd=ROOT,
+    """A Celery worker as the tests start one (harness.app); not waited for: the drain's clock
+    starts when the queue first shrinks."""
+    return bench.procs.add(
+        start_celery_worker(
+            {**bench.env, "DELIVERY_MODE": "queue"}, name, log=bench.workdir / f"celery-{name}.log",
+            ready=False, app=app, concurrency=WORKER_CONCURRENCY, loglevel="WARNING",
+        )
     )  # fmt: skip
 
 

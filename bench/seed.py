@@ -20,21 +20,15 @@ def seed(rows: int) -> dict:
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection, transaction
 
+    from harness.factories import make_account, make_smtp_provider
     from mailer.models import Email
-    from mailer.services import provider_config_create
 
     call_command("migrate", "--noinput", verbosity=0)
-    account = get_user_model().objects.create_user(ACCOUNT, email=f"{ACCOUNT}@example.com")
-    config = provider_config_create(
-        account=account,
-        kind="smtp",
-        name="sink",
-        settings={"host": "127.0.0.1", "port": 25, "security": "none"},
-    )
+    account = make_account(ACCOUNT)
+    config = make_smtp_provider(account, 25)
     start = datetime.now(UTC) - timedelta(seconds=rows + 3600)
     template = Email(
         account=account,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bench.context import CONCURRENCY
-from bench.procs import memory_kib
 from bench.report import spread
+from harness.procs import memory_kib
 
 
 def _repeat(bench, token: str) -> dict:
@@ -59,5 +59,5 @@ def run(bench) -> None:
         bench.log("   below target: profiling the web workers and the sink under the same load")
         job = {"kind": "post", "token": token, "concurrency": CONCURRENCY,
                "seconds": min(8, s.send_seconds)}  # fmt: skip
-        pids = {"web": bench.gunicorn.pid, "sink": bench.servers_process().pid}
+        pids = {"web": bench.gunicorn.pid, "sink": bench.sink_process.pid}
         bench.profiled("send", pids, lambda: bench.load(job))

@@ -10,8 +10,6 @@ from django.utils.csp import CSP
 from dotenv import load_dotenv
 
 from emailservice.env import env_bool, env_float, env_int, env_list, env_str
-from mailer.providers import PROVIDER_CLASSES
-from mailer.providers.urls import parse_provider_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
@@ -267,28 +265,24 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# The site's own mail (password resets, admin mail): each URL in MAIL_PROVIDER_URLS becomes a
-# MAILERS entry of its own, and "default" fails over across them in the order given.
+# The site's own mail (password resets, admin mail): "default" fails over across the providers
+# of MAIL_PROVIDER_URLS in the order given, built from them on first use (mailer.backends);
+# `manage.py check` names a URL it can't read (mailer.checks).
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "emailservice <no-reply@localhost>")
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
-_site_provider_urls = env_list("MAIL_PROVIDER_URLS", "smtp://localhost:25")
-MAILERS: dict[str, dict] = {}
-for _index, _url in enumerate(_site_provider_urls, start=1):
-    _kind, _options = parse_provider_url(_url)
-    MAILERS[f"site-{_index}-{_kind}"] = {
-        "BACKEND": PROVIDER_CLASSES[_kind],
+MAIL_PROVIDER_URLS = env_list("MAIL_PROVIDER_URLS", "smtp://localhost:25")
+MAILERS = {
+    "default": {
+        "BACKEND": "mailer.backends.FailoverEmailBackend",
         "OPTIONS": {
-            **_options,
+            "urls": MAIL_PROVIDER_URLS,
             "timeout": PROVIDER_TIMEOUT,
             "connect_timeout": PROVIDER_CONNECT_TIMEOUT,
             "attempt_deadline": ATTEMPT_DEADLINE_SECONDS,
             # The operator's own URLs: the private-address rule is for what accounts configure.
             "allow_private_hosts": True,
         },
-    }
-MAILERS["default"] = {
-    "BACKEND": "mailer.backends.FailoverEmailBackend",
-    "OPTIONS": {"mailers": [alias for alias in MAILERS]},
+    },
 }
 
 # Security: production defaults; `make run` turns DEBUG on and these off through its .env.
@@ -302,7 +296,8 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 )
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Probes and the metrics scraper talk to the app directly, inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_HTTPONLY = True
 # A strict Content-Security-Policy: everything from our own origin, no inline script.
 SECURE_CSP = {
@@ -378,3 +373,32 @@ MIDDLEWARE.insert(
     "mailer.middleware.NoStoreMiddleware",
 )
 # (end of accounts and throttling)
+
+# Metrics (README: Metrics). GET /metrics in Prometheus' text format answers 404 unless a token
+# (`Authorization: Bearer`) or allowed networks (CIDRs, comma-separated) are set; with both,
+# both are required. The client's address is the one throttles use (TRUSTED_PROXIES).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
+for _network in METRICS_ALLOWED_NETWORKS:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_NETWORKS holds {_network!r}, which is not an address or a network"
+        ) from None
+# Bounded labels: at most this many provider configs by id per process (then config="other"),
+# and at most this many circuits that are not closed listed one by one.
+METRICS_MAX_PROVIDER_LABELS = env_int("METRICS_MAX_PROVIDER_LABELS", 500)
+METRICS_MAX_CIRCUITS = env_int("METRICS_MAX_CIRCUITS", 100)
+# A Celery worker serves its own counters on this port (0: not at all); give it its own
+# PROMETHEUS_MULTIPROC_DIR for a prefork pool (README: Metrics).
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
+# prometheus_client's multiprocess mode (gunicorn.conf.py sets it for gunicorn): every process
+# that has it writes its counters there, so it must exist before the app records anything.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+# (end of metrics)

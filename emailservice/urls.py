@@ -12,7 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     # Sign-up's emailed link and the page saying it was sent (the other account pages are in
-    # mailer.web.urls_main).
+    # mailer.web.urls).
     path("accounts/signup/sent/", accounts.sign_up_sent, name="signup-sent"),
     path("accounts/signup/confirm/<str:link>/", accounts.sign_up_confirm, name="signup-confirm"),
     path("", include("mailer.urls")),

@@ -5,7 +5,7 @@ mailer.web.accounts.admin_login, which answers a throttled attempt with a 429)."
 from django.contrib import admin
 
 from .models import ApiToken, DeliveryAttempt, Email, ProviderConfig
-from .web.accounts import AdminLoginForm
+from .web.account_forms import AdminLoginForm
 
 admin.site.login_form = AdminLoginForm
 

@@ -1,17 +1,22 @@
-"""A Django email backend that fails over across other MAILERS entries, for the site's own mail."""
+"""A Django email backend that fails over across providers, for the site's own mail."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import InvalidMailer, mailers
 from django.core.mail.backends.base import BaseEmailBackend
 
+from . import metrics
+from .delivery.breaker import breaker
 from .delivery.failover import Candidate, deliver
+from .providers import build_provider
 from .providers.base import Provider, ProviderError
 from .providers.net import Deadline
+from .providers.urls import parse_provider_urls
 
 logger = logging.getLogger("mailer.backends")
 
@@ -21,27 +26,54 @@ class DeliveryFailed(ProviderError):
 
 
 class FailoverEmailBackend(BaseEmailBackend):
-    """MAILERS = {"default": {"BACKEND": "mailer.backends.FailoverEmailBackend",
-    "OPTIONS": {"mailers": ["primary", "backup"]}}, "primary": {...}, "backup": {...}}
+    """Sends each message through the first of its providers that accepts it, with the
+    service's classification and circuit breaker. The providers are either
 
-    Each named mailer must be a provider backend (mailer.providers.*). Circuit state is shared
-    with the rest of the service through the cache, under "mailer:<alias>".
+    - `urls`: provider URLs (mailer.providers.urls), built on first use with `timeout`,
+      `connect_timeout`, `attempt_deadline` and `allow_private_hosts` (settings.py builds
+      MAILERS["default"] so from MAIL_PROVIDER_URLS); or
+    - `mailers`: other MAILERS aliases, each a provider backend (mailer.providers.*).
+
+    Circuit state is shared with the rest of the service through the cache, under
+    "mailer:<name>" (an alias, or "<this alias>-<position>-<kind>" for a URL).
     """
 
     def __init__(
-        self, *, mailers: list[str] | None = None, alias: str | None = None, **kwargs: Any
+        self,
+        *,
+        urls: Sequence[str] | None = None,
+        mailers: Sequence[str] | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        attempt_deadline: float | None = None,
+        allow_private_hosts: bool | None = None,
+        alias: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(alias=alias, **kwargs)
-        if not mailers:
+        if bool(urls) == bool(mailers):
             raise InvalidMailer(
-                "OPTIONS['mailers'] must list at least one MAILERS alias.", alias=alias
+                "OPTIONS must give either 'urls' (provider URLs) or 'mailers' (MAILERS "
+                "aliases), with at least one entry.",
+                alias=alias,
             )
-        if alias is not None and alias in mailers:
+        if alias is not None and alias in (mailers or ()):
             raise InvalidMailer("A failover mailer cannot list itself.", alias=alias)
-        self.mailer_aliases = list(mailers)
+        self.urls = list(urls or ())
+        self.mailer_aliases = list(mailers or ())
+        self.provider_options = {
+            "timeout": settings.PROVIDER_TIMEOUT if timeout is None else timeout,
+            "connect_timeout": settings.PROVIDER_CONNECT_TIMEOUT
+            if connect_timeout is None
+            else connect_timeout,
+            "attempt_deadline": attempt_deadline,
+            "allow_private_hosts": allow_private_hosts,
+        }
         self._candidates: list[Candidate] | None = None
 
     def _build(self) -> list[Candidate]:
+        if self.urls:
+            return self._from_urls()
         candidates = []
         for name in self.mailer_aliases:
             backend = mailers[name]
@@ -53,6 +85,20 @@ class FailoverEmailBackend(BaseEmailBackend):
                 )
             candidates.append(
                 Candidate(key=f"mailer:{name}", label=f"mailer '{name}'", provider=backend)
+            )
+        return candidates
+
+    def _from_urls(self) -> list[Candidate]:
+        try:
+            parsed = parse_provider_urls(self.urls, source="OPTIONS['urls']")
+        except ValueError as exc:
+            raise InvalidMailer(str(exc), alias=self.alias) from None
+        candidates = []
+        for index, (kind, options) in enumerate(parsed, start=1):
+            name = f"{self.alias or 'failover'}-{index}-{kind}"
+            provider = build_provider(kind, settings=options, secrets={}, **self.provider_options)
+            candidates.append(
+                Candidate(key=f"mailer:{name}", label=f"mailer '{name}'", provider=provider)
             )
         return candidates
 
@@ -68,8 +114,6 @@ class FailoverEmailBackend(BaseEmailBackend):
         self._candidates = None
 
     def send_messages(self, email_messages) -> int:
-        from .services import breaker
-
         messages = [m for m in email_messages if m.recipients()]
         if not messages:
             return 0
@@ -81,8 +125,10 @@ class FailoverEmailBackend(BaseEmailBackend):
                     message,
                     self._candidates or [],
                     breaker=breaker(),
+                    on_attempt=metrics.attempt_finished,
                     budget=Deadline(settings.SEND_BUDGET_SECONDS),
                 )
+                metrics.delivery_finished(delivery)
                 if delivery.accepted is None:
                     raise DeliveryFailed(delivery.failure_reason, code="all_failed")
                 sent += 1

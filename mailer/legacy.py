@@ -22,17 +22,12 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from mailer import selectors
+from mailer.errors import AppError, Conflict, InvalidInput, MessageTooLarge, nearest
 from mailer.models import ApiToken, Email, EmailStatus, ProviderConfig, ProviderKind
 from mailer.ratelimit import RateLimited, check_rate
+from mailer.send_request import outgoing_email
 from mailer.services import email_send, failover_order, token_authenticate
-from mailer.validation import (
-    InvalidEmail,
-    OutgoingEmail,
-    control_character,
-    max_address_text,
-    parse_json,
-    validate,
-)
+from mailer.validation import control_character, max_address_text, parse_json
 
 PAGE_SIZE = 10
 # The original's sent_via choices, and what it called each provider kind in its answers.
@@ -50,14 +45,37 @@ _DIGITS = re.compile(r"^[0-9]{1,9}$")
 _NAME_SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
 
 
+# The one map from application errors to this contract's answers: (status, message), the
+# nearest class listed winning; None says the error's own message.
+ANSWERS: dict[type[AppError], tuple[int, str | None]] = {
+    AppError: (400, None),
+    InvalidInput: (400, "The email is invalid; see errors."),
+    MessageTooLarge: (413, "The email is too large."),
+    Conflict: (409, None),
+    RateLimited: (429, None),
+}
+
+
 def _answer(status: int, message: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"message": message, "status": status, **extra}, status=status)
 
 
-def _invalid(errors: dict[str, list[str]], status: int = 400) -> JsonResponse:
-    legacy = {LEGACY_FIELDS.get(name, name): messages for name, messages in errors.items()}
-    message = "The email is too large." if status == 413 else "The email is invalid; see errors."
-    return _answer(status, message, errors=legacy)
+def error_answer(exc: AppError) -> JsonResponse:
+    """This contract's answer to an application error: {"message", "status"}, with each field
+    error under the name the original's clients use, and Retry-After when rate limited."""
+    status, message = nearest(ANSWERS, exc)
+    if isinstance(exc, RateLimited):
+        response = _answer(
+            status,
+            f"Rate limit of {settings.API_RATE_LIMIT} requests per account exceeded; "
+            f"retry in {exc.retry_after} seconds.",
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    extra = {}
+    if exc.errors:
+        extra["errors"] = {LEGACY_FIELDS.get(k, k): v for k, v in exc.errors.items()}
+    return _answer(status, message or str(exc), **extra)
 
 
 def _authenticate(request: HttpRequest, raw: str) -> ApiToken | JsonResponse:
@@ -71,13 +89,7 @@ def _authenticate(request: HttpRequest, raw: str) -> ApiToken | JsonResponse:
     try:
         check_rate(request, token)
     except RateLimited as exc:
-        response = _answer(
-            429,
-            f"Rate limit of {settings.API_RATE_LIMIT} requests per account exceeded; "
-            f"retry in {exc.retry_after} seconds.",
-        )
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+        return error_answer(exc)
     return token
 
 
@@ -103,15 +115,23 @@ def _json_text(item: Any) -> str | None:
 
 
 def _form(request: HttpRequest) -> QueryDict:
-    """The posted fields. The original was a DRF view, which also took JSON; so do we."""
-    if request.content_type != "application/json":
-        return request.POST
+    """The posted fields. The original was a DRF view, which also took JSON; so do we.
+    InvalidInput (MessageTooLarge for a body over its limit) when they can't be read."""
     try:
+        if request.content_type != "application/json":
+            return request.POST
         data = parse_json(request.body or b"{}")
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise MessageTooLarge({"message": [f"The request body is over {limit} bytes."]}) from None
+    except MultiPartParserError as exc:
+        raise InvalidInput({"body": [f"The multipart body could not be read: {exc}"]}) from None
+    except SuspiciousOperation as exc:  # too many fields or files
+        raise InvalidInput({"body": [f"The body could not be read: {exc}"]}) from None
     except ValueError as exc:
-        raise InvalidEmail({"body": [str(exc)]}) from None
+        raise InvalidInput({"body": [str(exc)]}) from None
     if not isinstance(data, dict):
-        raise InvalidEmail({"body": ["The body is not a JSON object."]})
+        raise InvalidInput({"body": ["The body is not a JSON object."]})
     fields, errors = QueryDict(mutable=True), {}
     for name in READ_FIELDS:
         if name not in data:
@@ -127,7 +147,7 @@ def _form(request: HttpRequest) -> QueryDict:
                 break
             fields.appendlist(name, text)
     if errors:
-        raise InvalidEmail(errors)
+        raise InvalidInput(errors)
     return fields
 
 
@@ -169,13 +189,13 @@ def _kind_label(kind: str) -> str:
 
 
 def _requested_provider(account, value: str) -> ProviderConfig | None:
-    """sent_via: the account's first enabled provider of that kind; InvalidEmail otherwise."""
+    """sent_via: the account's first enabled provider of that kind; InvalidInput otherwise."""
     value = value.strip()
     if not value:
         return None
     kind = SENT_VIA_KINDS.get(value)
     if kind is None:
-        raise InvalidEmail(
+        raise InvalidInput(
             {
                 "sent_via": [
                     f"{value!r} is not a valid choice; use 1 (Amazon SES), 2 (SMTP), "
@@ -192,7 +212,7 @@ def _requested_provider(account, value: str) -> ProviderConfig | None:
             + (f" (sent_via={numbers[c.kind]})" if c.kind in numbers else "")
             for c in configs
         )
-        raise InvalidEmail(
+        raise InvalidInput(
             {
                 "sent_via": [
                     f"No {_kind_label(kind)} provider is configured for this account; "
@@ -201,15 +221,6 @@ def _requested_provider(account, value: str) -> ProviderConfig | None:
             }
         )
     return chosen
-
-
-def _outgoing(fields: QueryDict) -> OutgoingEmail:
-    return OutgoingEmail(
-        from_email=fields.get("from_email", ""),
-        to=_recipients(fields.getlist("to_email")),
-        subject=fields.get("subject", ""),
-        text=fields.get("body_text", ""),
-    )
 
 
 def _sent_answer(email: Email) -> JsonResponse:
@@ -250,32 +261,24 @@ def send_email(request: HttpRequest) -> HttpResponse:
 def _send_email(request: HttpRequest) -> JsonResponse:
     try:
         fields = _form(request)
-    except RequestDataTooBig:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return _invalid({"message": [f"The request body is over {limit} bytes."]}, status=413)
-    except MultiPartParserError as exc:
-        return _invalid({"body": [f"The multipart body could not be read: {exc}"]})
-    except SuspiciousOperation as exc:  # too many fields or files
-        return _invalid({"body": [f"The body could not be read: {exc}"]})
-    except InvalidEmail as exc:
-        return _invalid(exc.errors, exc.status)
-    token = _authenticate(request, _raw_token(request, fields))
-    if isinstance(token, JsonResponse):
-        return token
-    outgoing = _outgoing(fields)
-    try:
-        requested = _requested_provider(token.account, fields.get("sent_via", ""))
-    except InvalidEmail as exc:
-        errors = dict(exc.errors)
-        try:  # name every bad field at once, not only sent_via
-            validate(outgoing)
-        except InvalidEmail as more:
-            errors = {**more.errors, **errors} if more.status == 400 else errors
-        return _invalid(errors)
-    try:
+        token = _authenticate(request, _raw_token(request, fields))
+        if isinstance(token, JsonResponse):
+            return token
+        problems, requested = {}, None
+        try:
+            requested = _requested_provider(token.account, fields.get("sent_via", ""))
+        except InvalidInput as exc:  # named with every other bad field
+            problems = exc.errors
+        outgoing = outgoing_email(
+            problems=problems,
+            from_email=fields.get("from_email", ""),
+            to=_recipients(fields.getlist("to_email")),
+            subject=fields.get("subject", ""),
+            text=fields.get("body_text", ""),
+        )
         result = email_send(account=token.account, outgoing=outgoing, requested_provider=requested)
-    except InvalidEmail as exc:
-        return _invalid(exc.errors, exc.status)
+    except AppError as exc:
+        return error_answer(exc)
     return _sent_answer(result.email)
 
 
@@ -302,8 +305,10 @@ def _row(summary: dict[str, Any], bodies: dict[int, str]) -> dict[str, Any]:
     }
 
 
-def _page_link(request: HttpRequest, page: int) -> str:
+def _page_link(request: HttpRequest, page: int | None) -> str | None:
     """As DRF's PageNumberPagination: the same URL with page replaced (dropped for page 1)."""
+    if page is None:
+        return None
     scheme, netloc, path, query, fragment = parse.urlsplit(request.build_absolute_uri())
     params = parse.parse_qs(query, keep_blank_values=True)
     params.pop("page", None)
@@ -329,25 +334,26 @@ def view_sent_emails(request: HttpRequest) -> HttpResponse:
     if isinstance(token, JsonResponse):
         return token
     wanted = request.GET.get("page", "1")
-    if wanted != "last" and not _DIGITS.match(wanted):
+    if wanted != "last" and not (_DIGITS.match(wanted) and int(wanted) >= 1):
         return _invalid_page()
-    page = 1 if wanted == "last" else int(wanted)
-    data = selectors.email_list(account_id=token.account_id, page=page, page_size=PAGE_SIZE)
-    pages = max(1, -(-data["count"] // PAGE_SIZE))
-    if wanted == "last" and page != pages:
-        page = pages
-        data = selectors.email_list(account_id=token.account_id, page=page, page_size=PAGE_SIZE)
-    if not 1 <= page <= pages:
+    # "last" reads the first page for the count, then the last one (unless they are the same).
+    number = 1 if wanted == "last" else int(wanted)
+    page = selectors.email_page(account_id=token.account_id, page=number, page_size=PAGE_SIZE)
+    if wanted == "last" and page.number != page.last:
+        page = selectors.email_page(
+            account_id=token.account_id, page=page.last, page_size=PAGE_SIZE
+        )
+    if not page.exists:
         return _invalid_page()
     # The original listed whole bodies. The cached page holds previews only (bodies would fill
     # Redis), so the bodies longer than the preview are read for this page's rows alone.
-    cut = [summary["id"] for summary in data["results"] if summary["text_truncated"]]
+    cut = [summary["id"] for summary in page.results if summary["text_truncated"]]
     bodies = selectors.email_texts(account_id=token.account_id, email_ids=cut)
     return JsonResponse(
         {
-            "count": data["count"],
-            "next": _page_link(request, page + 1) if page < pages else None,
-            "previous": _page_link(request, page - 1) if page > 1 else None,
-            "results": [_row(summary, bodies) for summary in data["results"]],
+            "count": page.count,
+            "next": _page_link(request, page.next_number),
+            "previous": _page_link(request, page.previous_number),
+            "results": [_row(summary, bodies) for summary in page.results],
         }
     )

@@ -3,11 +3,13 @@ before reading them; keep every authenticated answer out of caches."""
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils.cache import patch_cache_control
+
+from mailer.api.problems import app_error
+from mailer.errors import MessageTooLarge
+from mailer.legacy import error_answer
 
 
 class RequestSizeLimitMiddleware:
@@ -30,18 +32,10 @@ class RequestSizeLimitMiddleware:
             f"The request body is {length} bytes; the limit is {limit} bytes "
             "(MAX_MESSAGE_BYTES). Send smaller attachments."
         )
-        if request.path.startswith("/api/"):
-            body = {
-                "type": "about:blank",
-                "title": "Content too large",
-                "status": 413,
-                "detail": detail,
-            }
-            content_type = "application/problem+json"
-        else:  # the original contract's JSON shape
-            body = {"message": detail, "errors": {"message": [detail]}, "status": 413}
-            content_type = "application/json"
-        response = HttpResponse(json.dumps(body), status=413, content_type=content_type)
+        error = MessageTooLarge({"message": [detail]}, message=detail)
+        # The API's problem details, else the original contract's shape: each edge's own answer.
+        answer = app_error if request.path.startswith("/api/") else error_answer
+        response = answer(error)
         response["Connection"] = "close"  # we did not read the body; don't reuse the socket
         return response
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from mailer import crypto
 
 
 class ProviderKind(models.TextChoices):
@@ -47,6 +51,14 @@ class ProviderConfig(models.Model):
     @property
     def label(self) -> str:
         return f"{self.kind} '{self.name}'"
+
+    @property
+    def version(self) -> tuple:
+        """Changes whenever what a built provider depends on does (mailer.delivery.pool)."""
+        return (self.updated_at, self.kind, self.secrets_encrypted)
+
+    def decrypted_secrets(self) -> dict[str, Any]:
+        return crypto.decrypt_json(self.secrets_encrypted)
 
 
 class EmailStatus(models.TextChoices):

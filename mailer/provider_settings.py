@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 
+from mailer.errors import InvalidInput, NameTaken
 from mailer.providers import net
 
 # Planned in DESIGN.md but without a provider module yet: named so the error can say "not yet".
@@ -34,14 +35,12 @@ _HOSTNAME = re.compile(
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 
 
-class ProviderSettingsError(Exception):
-    """A config can't be saved. `errors` maps each field ("settings.host") to its messages;
-    `status` is 422, or 409 when the only problem is a name already taken."""
+class ProviderSettingsError(InvalidInput):
+    """A config can't be saved. `errors` maps each field ("settings.host") to its messages."""
 
-    def __init__(self, errors: dict[str, list[str]], *, status: int = 422) -> None:
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-        self.errors = errors
-        self.status = status
+
+class ProviderNameTaken(NameTaken):
+    """The only problem: another provider of the account already has this name."""
 
 
 # Field cleaners: return the clean value or raise ValueError with a message for people -------
@@ -218,13 +217,16 @@ def clean_provider(
     *,
     partial: bool = False,
     existing_secret_names: Iterable[str] = (),
+    trusted: bool = False,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Validate a kind's settings and secrets; return (settings, secrets) to store.
 
     Settings are always complete: they replace the stored ones (defaults filled in). With
     `partial` (an update), settings None means "unchanged" (returned as None), and secrets are
     changes merged into `existing_secret_names`: a value of "" or None removes that secret and
-    comes back as None. Raises ProviderSettingsError naming every bad field.
+    comes back as None. `trusted` (an operator seeding loopback providers) skips the
+    private-address rule for hosts, and nothing else. Raises ProviderSettingsError naming every
+    bad field.
     """
     spec = kind_spec(kind)
     errors: dict[str, list[str]] = {}
@@ -236,7 +238,7 @@ def clean_provider(
     names |= {k for k, v in clean_secrets.items() if v is not None}
     names -= {k for k, v in clean_secrets.items() if v is None}
     _check_required_secrets(spec, names, clean_secrets, errors)
-    if clean_settings is not None:
+    if clean_settings is not None and not trusted:
         _check_hosts(spec, clean_settings, errors)
     if errors:
         raise ProviderSettingsError(errors)

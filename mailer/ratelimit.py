@@ -12,6 +12,7 @@ from django.conf import settings
 from django_ratelimit.core import get_usage
 
 from . import cacheguard
+from .errors import AppError
 from .models import ApiToken
 
 logger = logging.getLogger("mailer.ratelimit")
@@ -86,7 +87,9 @@ def client_address(request) -> str:
 # The API's rate limit ----------------------------------------------------------------------
 
 
-class RateLimited(Exception):
+class RateLimited(AppError):
+    """Past API_RATE_LIMIT: `retry_after` seconds until the account may ask again."""
+
     def __init__(self, retry_after: int, limit: int) -> None:
         super().__init__(f"rate limit of {settings.API_RATE_LIMIT} per account exceeded")
         self.retry_after = max(1, retry_after)

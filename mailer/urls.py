@@ -2,13 +2,13 @@
 
 from django.urls import include, path
 
-from . import legacy, views
+from . import legacy, metrics, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("send_email/", legacy.send_email, name="legacy-send-email"),
     path("view_sent_emails/", legacy.view_sent_emails, name="legacy-view-sent-emails"),
-    path("", include("mailer.web.urls_main")),
-    path("", include("mailer.web.urls_settings")),
+    path("", include("mailer.web.urls")),
 ]

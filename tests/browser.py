@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.smtp import SmtpServer
 from tests.appserver import AppServer, start_app_server
-from tests.fakes.smtp import SmtpServer
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
@@ -58,6 +58,9 @@ def web(tmp_path_factory, site_sink) -> AppServer:
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # Playwright waits for each element or navigation; its deadline only catches a hang, and a
+    # loaded machine must not hit it.
+    context.set_default_timeout(90_000)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -72,13 +75,7 @@ PASSWORD = "a long pass phrase 77"
 
 def create_user(web: AppServer, username: str, password: str = PASSWORD) -> str:
     """A user with a known password and email on the live server's database."""
-    web.manage(
-        code=(
-            "from django.contrib.auth import get_user_model\n"
-            f"get_user_model().objects.create_user({username!r}, "
-            f"email='{username}@example.com', password={password!r})\n"
-        )
-    )
+    web.factory("account", username, "--password", password)
     return username
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
-from mailer import services
-from mailer.validation import OutgoingEmail
+from harness.api import ApiClient
+from harness.factories import make_account, make_provider, make_token, outgoing
+from mailer.delivery.pool import provider_pool
+
+__all__ = ["outgoing"]  # tests import it from here
 
 pytest_plugins = [
     "tests.fakes.smtp_fixtures",
@@ -20,59 +23,30 @@ pytest_plugins = [
 def _clean_cache_and_pool():
     """Circuit state and pooled provider connections must not leak between tests."""
     cache.clear()
-    services.provider_pool.clear()
+    provider_pool.clear()
     yield
-    services.provider_pool.clear()
+    provider_pool.clear()
     cache.clear()
 
 
 @pytest.fixture
-def account(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
+def account(db):
+    return make_account("alice", password="pw-alice-123", email="")
 
 
 @pytest.fixture
-def other_account(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="pw-bob-123")
+def other_account(db):
+    return make_account("bob", password="pw-bob-123", email="")
 
 
 @pytest.fixture
 def add_provider(account):
-    """add_provider(kind, name=..., settings=..., secrets=..., account=...) -> ProviderConfig"""
+    """add_provider(kind, name=..., settings=..., secrets=..., owner=...) -> ProviderConfig"""
 
-    def make(
-        kind: str,
-        *,
-        name: str | None = None,
-        settings: dict | None = None,
-        secrets: dict | None = None,
-        owner=None,
-        **extra,
-    ):
-        owner = owner or account
-        count = owner.provider_configs.count()
-        return services.provider_config_create(
-            account=owner,
-            kind=kind,
-            name=name or f"{kind}-{count + 1}",
-            settings=settings or {},
-            secrets=secrets or {},
-            **extra,
-        )
+    def make(kind: str, *, owner=None, **options):
+        return make_provider(owner or account, kind, **options)
 
     return make
-
-
-def outgoing(**overrides) -> OutgoingEmail:
-    """A valid email to send; override any field."""
-    fields = {
-        "from_email": "Sender <sender@example.com>",
-        "to": ["rcpt@example.org"],
-        "subject": "Hello",
-        "text": "Hello there.",
-    }
-    fields.update(overrides)
-    return OutgoingEmail(**fields)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -82,40 +56,7 @@ def _quiet_smtp_server_logs():
     logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-class ApiClient:
-    """The Django test client with an account's bearer token on every request."""
-
-    def __init__(self, client, account) -> None:
-        from mailer.services import token_create
-
-        self.client = client
-        self.account = account
-        self.token, self.raw_token = token_create(account=account, name="tests")
-
-    def _auth(self, headers: dict | None) -> dict:
-        return {"HTTP_AUTHORIZATION": f"Bearer {self.raw_token}", **(headers or {})}
-
-    def get(self, path: str, data: dict | None = None, headers: dict | None = None):
-        return self.client.get(path, data or {}, **self._auth(headers))
-
-    def post(self, path: str, payload=None, headers: dict | None = None):
-        import json
-
-        body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload or {})
-        return self.client.post(path, body, content_type="application/json", **self._auth(headers))
-
-    def patch(self, path: str, payload, headers: dict | None = None):
-        import json
-
-        return self.client.patch(
-            path, json.dumps(payload), content_type="application/json", **self._auth(headers)
-        )
-
-    def delete(self, path: str, headers: dict | None = None):
-        return self.client.delete(path, **self._auth(headers))
-
-
 @pytest.fixture
 def api(client, account, db) -> ApiClient:
-    """An API client authenticated as `account`."""
-    return ApiClient(client, account)
+    """The API in process, authenticated as `account`."""
+    return ApiClient.django(client, make_token(account))

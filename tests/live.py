@@ -14,9 +14,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fakes.smtp import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from harness import ROOT
+from harness.api import ApiClient
+from harness.app import factory
+from harness.ports import free_port
+from harness.procs import carrying, process_group_alive
+from harness.waiting import wait_until
 
 
 def clean_env(tmp_path: Path, port: int, sink_port: int) -> dict[str, str]:
@@ -53,90 +56,39 @@ class LiveApp:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_for(self, text: str, timeout: float = 90) -> str:
-        """The first line of output (from now on) containing text."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if text in line:
-                return line
-        raise AssertionError(f"{text!r} never printed; output so far:\n" + "\n".join(self.seen))
+    def api(self) -> ApiClient:
+        """The API over HTTP as the demo account."""
+        return ApiClient.http(self.url, self.token)
 
-    def wait_for_all(self, *texts: str, timeout: float = 90) -> dict[str, str]:
+    def factory(self, *args: str):
+        """`python -m harness.factories ARGS` against the app's database and settings."""
+        return factory(self.env, *args)
+
+    def wait_for(self, text: str, timeout: float = 120) -> str:
+        """The first line of output (from now on) containing text."""
+        return self.wait_for_all(text, timeout=timeout)[text]
+
+    def wait_for_all(self, *texts: str, timeout: float = 120) -> dict[str, str]:
         """The first line (from now on) containing each text, in whatever order they come: the
         children of make run print concurrently."""
         found: dict[str, str] = {}
-        deadline = time.monotonic() + timeout
-        while len(found) < len(texts) and time.monotonic() < deadline:
+
+        def read() -> bool:
             try:
-                line = self.lines.get(timeout=0.5)
+                line = self.lines.get(timeout=0.2)
             except queue.Empty:
-                continue
+                return len(found) == len(texts)
             self.seen.append(line)
-            found |= {text: line for text in texts if text in line and text not in found}
-        missing = [text for text in texts if text not in found]
-        if missing:
-            raise AssertionError(f"{missing} never printed; output:\n" + "\n".join(self.seen))
+            found.update({text: line for text in texts if text in line and text not in found})
+            return len(found) == len(texts)
+
+        try:
+            wait_until(read, timeout=timeout, every=0, what=f"{list(texts)} in the output")
+        except AssertionError as error:
+            missing = [text for text in texts if text not in found]
+            raise AssertionError(f"{error}: {missing} never printed; output:\n"
+                                 + "\n".join(self.seen)) from None  # fmt: skip
         return found
-
-    def manage(self, code: str) -> str:
-        """Run Python in `manage.py shell` against the app's database and settings."""
-        return subprocess.run(
-            [sys.executable, "manage.py", "shell", "-c", code],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-
-
-def processes_of(env_file: str) -> list[int]:
-    """Every process started for this run: they all inherit its ENV_FILE, whatever their group."""
-    marker = f"ENV_FILE={env_file}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-    return found
-
-
-def process_group_alive(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def stop_group(process: subprocess.Popen, *, sig: int = signal.SIGTERM, grace: float = 20):
-    """Signal the whole process group; SIGKILL what is left after `grace` seconds."""
-    if process.poll() is None or process_group_alive(process.pid):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
-    deadline = time.monotonic() + grace
-    while process_group_alive(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if process_group_alive(process.pid):
-        os.killpg(process.pid, signal.SIGKILL)
-    if process.poll() is None:
-        process.wait(timeout=10)
 
 
 @contextmanager
@@ -163,15 +115,23 @@ def running_app(tmp_path: Path, **extra_env: str) -> Iterator[LiveApp]:
         app.wait_for_all("Listening at:", "Sweeping the outbox every")
         yield app
     finally:
-        _stop(process)
-        _no_leftovers(env["ENV_FILE"])
+        try:
+            _stop(process)
+        finally:
+            _no_leftovers(env["ENV_FILE"])  # even when it had to be killed: none may stay
+
+
+def processes_of(env_file: str) -> list[int]:
+    """Every process started for this run: they all inherit its ENV_FILE, whatever their group."""
+    return carrying("ENV_FILE", env_file)
 
 
 def _no_leftovers(env_file: str) -> None:
-    """Every process make run started has gone (within 15 s); any left is killed, then reported."""
-    deadline = time.monotonic() + 15
-    while processes_of(env_file) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    """Every process make run started has gone (within 30 s); any left is killed, then reported."""
+    try:
+        wait_until(lambda: not processes_of(env_file), timeout=30, what="make run's processes")
+    except AssertionError:
+        pass
     left = processes_of(env_file)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
@@ -181,7 +141,7 @@ def _no_leftovers(env_file: str) -> None:
 def _stop(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        process.wait(timeout=30)
+        process.wait(timeout=60)
     except ProcessLookupError:
         pass  # it had already exited; the test says why
     except subprocess.TimeoutExpired:
@@ -190,6 +150,6 @@ def _stop(process: subprocess.Popen) -> None:
         raise
     # Let the group's last members (gunicorn's workers, the sink) exit before callers look for
     # leftovers: a loaded machine may need more than a moment, a leftover never goes.
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 30
     while process_group_alive(process.pid) and time.monotonic() < deadline:
         time.sleep(0.1)

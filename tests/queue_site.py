@@ -7,9 +7,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from harness.redis import RedisServer
+from harness.smtp import SmtpServer
+from harness.waiting import wait_until
 from tests.appserver import AppServer, create_account, start_app_server
-from tests.fakes.smtp import SmtpServer
-from tests.workers import RedisServer
 
 # Small leases and intervals so that recovery happens within a test's patience.
 QUEUE_ENV = {
@@ -24,7 +25,7 @@ QUEUE_ENV = {
 def start_queue_site(tmp: Path, **env: str) -> tuple[AppServer, RedisServer]:
     """gunicorn in queue mode whose broker is a redis-server of its own (the cache stays on the
     run's Redis, so stopping the broker leaves the cache up)."""
-    broker = RedisServer(tmp).start()
+    broker = RedisServer(tmp / "broker").start()
     try:
         server = start_app_server(tmp, workers=2, **QUEUE_ENV, CELERY_BROKER_URL=broker.url, **env)
     except BaseException:
@@ -44,24 +45,23 @@ def email_body(subject: str) -> dict:
 
 def post_many(server: AppServer, token: str, count: int, subject: str) -> list[dict]:
     """POST `count` emails from 8 threads; each must be accepted (202). Returns the bodies."""
+    api = server.api(token)
 
-    def post(index: int) -> tuple[int, dict]:
-        return server.request(
-            "POST", "/api/v1/emails", email_body(f"{subject} {index}"), token=token
-        )
+    def post(index: int):
+        return api.post("/api/v1/emails", email_body(f"{subject} {index}"))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(post, range(count)))
-    refused = [answer for answer in answers if answer[0] != 202]
+    refused = [answer for answer in answers if answer.status_code != 202]
     assert not refused, refused[:3]
-    return [body for _, body in answers]
+    return [answer.json() for answer in answers]
 
 
 def count(server: AppServer, token: str, status: str | None = None) -> int:
-    query = f"&status={status}" if status else ""
-    code, body = server.request("GET", f"/api/v1/emails?page_size=1{query}", token=token)
-    assert code == 200, body
-    return body["count"]
+    query = {"page_size": 1} | ({"status": status} if status else {})
+    response = server.api(token).get("/api/v1/emails", query)
+    assert response.status_code == 200, response
+    return response.json()["count"]
 
 
 def settled(server: AppServer, token: str) -> int:
@@ -70,10 +70,11 @@ def settled(server: AppServer, token: str) -> int:
 
 
 def all_emails(server: AppServer, token: str) -> list[dict]:
-    emails, page = [], 1
+    emails, page, api = [], 1, server.api(token)
     while True:
-        code, body = server.request("GET", f"/api/v1/emails?page_size=100&page={page}", token=token)
-        assert code == 200, body
+        response = api.get("/api/v1/emails", {"page_size": 100, "page": page})
+        assert response.status_code == 200, response
+        body = response.json()
         emails += body["results"]
         if body["next"] is None:
             return emails
@@ -81,9 +82,28 @@ def all_emails(server: AppServer, token: str) -> list[dict]:
 
 
 def email(server: AppServer, token: str, email_id: int) -> dict:
-    code, body = server.request("GET", f"/api/v1/emails/{email_id}", token=token)
-    assert code == 200, body
-    return body
+    response = server.api(token).get(f"/api/v1/emails/{email_id}")
+    assert response.status_code == 200, response
+    return response.json()
+
+
+def progress(server: AppServer, token: str, ids: list[int]) -> list[tuple[str, int]]:
+    """Each email's status and tries: changes as long as delivery goes on (a wait that sees it
+    change is slow, not stuck)."""
+    return [(e["status"], e["tries"]) for e in (email(server, token, pk) for pk in ids)]
+
+
+def wait_for_status(
+    server: AppServer, token: str, ids: list[int], status: str, *, what: str, timeout: float = 60
+) -> None:
+    """Until every one of the emails has `status`. The deadline counts from the last change of
+    any of them: retries that go on slowly on a loaded machine are waited for."""
+    wait_until(
+        lambda: all(email(server, token, pk)["status"] == status for pk in ids),
+        timeout=timeout,
+        progress=lambda: progress(server, token, ids),
+        what=what,
+    )
 
 
 def received_ids(sink: SmtpServer) -> Counter:

@@ -10,10 +10,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from harness.api import ApiClient
+from harness.factories import loopback_smtp, make_token
 from mailer import selectors
 from mailer.models import Email
-from mailer.services import email_create, token_create, token_revoke
-from tests.conftest import ApiClient, outgoing
+from mailer.services import email_create, token_authenticate, token_create, token_revoke
+from tests.conftest import outgoing
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +28,7 @@ def sink_provider(add_provider, smtp_sink):
     return add_provider(
         "smtp",
         name="sink",
-        settings={"host": "127.0.0.1", "port": smtp_sink.port, "security": "none"},
+        settings=loopback_smtp(smtp_sink.port),
     )
 
 
@@ -66,9 +68,7 @@ def test_send_returns_201_with_the_stored_email(api, sink_provider, smtp_sink):
 
 
 def test_send_fails_over_and_answers_502_when_nobody_accepts(api, add_provider, closed_port):
-    add_provider(
-        "smtp", name="dead", settings={"host": "127.0.0.1", "port": closed_port, "security": "none"}
-    )
+    add_provider("smtp", name="dead", settings=loopback_smtp(closed_port))
     response = api.post("/api/v1/emails", EMAIL)
     assert response.status_code == 502
     body = response.json()
@@ -84,7 +84,7 @@ def test_provider_picks_the_first_to_try(api, add_provider, smtp_server, sendgri
     add_provider(
         "smtp",
         name="primary",
-        settings={"host": "127.0.0.1", "port": sink.port, "security": "none"},
+        settings=loopback_smtp(sink.port),
     )
     sendgrid = add_provider(
         "sendgrid",
@@ -141,9 +141,7 @@ def test_malformed_json_and_wrong_content_type(api, client, sink_provider):
     response = api.post("/api/v1/emails", "{not json")
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["detail"]
-    response = client.post(
-        "/api/v1/emails", {"to": "x"}, HTTP_AUTHORIZATION=f"Bearer {api.raw_token}"
-    )
+    response = client.post("/api/v1/emails", {"to": "x"}, HTTP_AUTHORIZATION=f"Bearer {api.token}")
     assert response.status_code == 415
     assert "application/json" in response.json()["detail"]
 
@@ -166,7 +164,7 @@ def test_tokens_missing_unknown_or_revoked_are_401(client, api):
         assert response.status_code == 401
         assert response["WWW-Authenticate"].startswith("Bearer")
         assert response.json()["title"] == "Unauthorized"
-    token_revoke(token=api.token)
+    token_revoke(token=token_authenticate(raw=api.token))
     assert api.get("/api/v1/emails").status_code == 401
 
 
@@ -186,9 +184,7 @@ def test_list_pages_newest_first_with_filters(api, sink_provider, add_provider, 
 
     sink_provider.enabled = False
     sink_provider.save()
-    dead = add_provider(
-        "smtp", name="dead", settings={"host": "127.0.0.1", "port": closed_port, "security": "none"}
-    )
+    dead = add_provider("smtp", name="dead", settings=loopback_smtp(closed_port))
     failed_id = api.post("/api/v1/emails", EMAIL).json()["id"]
     failed = api.get("/api/v1/emails", {"status": "failed"}).json()
     assert [e["id"] for e in failed["results"]] == [failed_id]
@@ -212,11 +208,11 @@ def test_a_new_send_shows_on_the_very_next_list_call(api, sink_provider):
     assert [e["id"] for e in api.get("/api/v1/emails").json()["results"]] == [email_id]
 
 
-def test_the_cache_hit_path_runs_no_sql(api, sink_provider, django_assert_num_queries):
+def test_the_cache_hit_path_runs_no_sql(api, account, sink_provider, django_assert_num_queries):
     api.post("/api/v1/emails", EMAIL)
-    first = selectors.email_list(account_id=api.account.pk)
+    first = selectors.email_list(account_id=account.pk)
     with django_assert_num_queries(0):
-        assert selectors.email_list(account_id=api.account.pk) == first
+        assert selectors.email_list(account_id=account.pk) == first
     # Through the API the only query left is the token lookup.
     api.get("/api/v1/emails")
     with CaptureQueriesContext(connection) as queries:
@@ -248,7 +244,7 @@ def test_detail_and_other_accounts(api, sink_provider, client, other_account):
     detail = api.get(f"/api/v1/emails/{email_id}").json()
     assert detail["id"] == email_id and detail["text"] == EMAIL["text"]
     assert detail["attempts"][0]["provider"]["name"] == "sink"
-    other = ApiClient(client, other_account)
+    other = ApiClient.django(client, make_token(other_account))
     response = other.get(f"/api/v1/emails/{email_id}")
     assert response.status_code == 404
     assert response.json()["title"] == "Not found"
@@ -257,56 +253,58 @@ def test_detail_and_other_accounts(api, sink_provider, client, other_account):
 
 
 def test_idempotency_key_replays_the_first_answer(api, sink_provider, smtp_sink):
-    headers = {"HTTP_IDEMPOTENCY_KEY": "order-42"}
-    first = api.post("/api/v1/emails", EMAIL, headers)
-    again = api.post("/api/v1/emails", EMAIL, headers)
+    headers = {"Idempotency-Key": "order-42"}
+    first = api.post("/api/v1/emails", EMAIL, headers=headers)
+    again = api.post("/api/v1/emails", EMAIL, headers=headers)
     assert first.status_code == again.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     assert len(smtp_sink.received) == 1
     assert Email.objects.count() == 1
 
-    different = api.post("/api/v1/emails", {**EMAIL, "subject": "Other"}, headers)
+    different = api.post("/api/v1/emails", {**EMAIL, "subject": "Other"}, headers=headers)
     assert different.status_code == 422
     assert "different request" in different.json()["detail"]
 
     # Another account may use the same key for its own email.
     assert (
-        api.post("/api/v1/emails", EMAIL, {"HTTP_IDEMPOTENCY_KEY": "order-43"}).status_code == 201
+        api.post("/api/v1/emails", EMAIL, headers={"Idempotency-Key": "order-43"}).status_code
+        == 201
     )
 
 
-def test_idempotency_key_in_flight_is_409(api, sink_provider):
-    from mailer.api.emails import EmailIn, _fingerprint
+def test_idempotency_key_in_flight_is_409(api, account, sink_provider):
+    from mailer.api.emails import EmailIn, _outgoing
+    from mailer.send_request import request_fingerprint
 
-    fingerprint = _fingerprint(EmailIn.model_validate(EMAIL))
+    fingerprint = request_fingerprint(_outgoing(EmailIn.model_validate(EMAIL)), None)
     email, _ = email_create(
-        account=api.account, outgoing=outgoing(), idempotency_key="k1", fingerprint=fingerprint
+        account=account, outgoing=outgoing(), idempotency_key="k1", fingerprint=fingerprint
     )
-    response = api.post("/api/v1/emails", EMAIL, {"HTTP_IDEMPOTENCY_KEY": "k1"})
+    response = api.post("/api/v1/emails", EMAIL, headers={"Idempotency-Key": "k1"})
     assert response.status_code == 409
     assert response.json()["email_id"] == email.pk
 
 
 def test_idempotency_key_expires_after_24_hours(api, sink_provider, smtp_sink):
-    headers = {"HTTP_IDEMPOTENCY_KEY": "daily"}
-    first_id = api.post("/api/v1/emails", EMAIL, headers).json()["id"]
+    headers = {"Idempotency-Key": "daily"}
+    first_id = api.post("/api/v1/emails", EMAIL, headers=headers).json()["id"]
     Email.objects.filter(pk=first_id).update(
         created_at=Email.objects.get(pk=first_id).created_at - timedelta(hours=25)
     )
-    second = api.post("/api/v1/emails", EMAIL, headers)
+    second = api.post("/api/v1/emails", EMAIL, headers=headers)
     assert second.status_code == 201
     assert second.json()["id"] != first_id
     assert len(smtp_sink.received) == 2
 
 
 def test_idempotency_key_too_long(api, sink_provider):
-    response = api.post("/api/v1/emails", EMAIL, {"HTTP_IDEMPOTENCY_KEY": "k" * 256})
+    response = api.post("/api/v1/emails", EMAIL, headers={"Idempotency-Key": "k" * 256})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "Idempotency-Key"
 
 
-def test_rate_limit_per_account_with_retry_after(api, client, settings, other_account):
+def test_rate_limit_per_account_with_retry_after(api, account, client, settings, other_account):
     settings.API_RATE_LIMIT = "3/m"
     assert [api.get("/api/v1/emails").status_code for _ in range(3)] == [200, 200, 200]
     limited = api.get("/api/v1/emails")
@@ -314,8 +312,10 @@ def test_rate_limit_per_account_with_retry_after(api, client, settings, other_ac
     assert 1 <= int(limited["Retry-After"]) <= 60
     assert "Retry after" in limited.json()["detail"]
     # Counted per account: another account still gets through, another token of this one not.
-    assert ApiClient(client, other_account).get("/api/v1/emails").status_code == 200
-    _, raw = token_create(account=api.account, name="second")
+    assert (
+        ApiClient.django(client, make_token(other_account)).get("/api/v1/emails").status_code == 200
+    )
+    _, raw = token_create(account=account, name="second")
     assert client.get("/api/v1/emails", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 429
 
 

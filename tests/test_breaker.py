@@ -13,16 +13,13 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
-from mailer.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from mailer.services import breaker, email_send
+from harness.factories import loopback_smtp
+from harness.smtp import ScriptedHandler
+from mailer.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, breaker
+from mailer.services import email_send
 from tests.conftest import outgoing
-from tests.fakes.smtp import ScriptedHandler
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def smtp_settings(port: int) -> dict:
-    return {"host": "127.0.0.1", "port": port, "security": "none"}
 
 
 @pytest.mark.django_db
@@ -32,8 +29,8 @@ def test_open_circuit_is_skipped_without_a_network_call(
     settings.BREAKER_THRESHOLD = 3
     settings.BREAKER_RESET_SECONDS = 0.6
     flaky = smtp_server(ScriptedHandler(mail_reply="421 4.7.0 Try again later"))
-    first = add_provider("smtp", name="flaky", settings=smtp_settings(flaky.port))
-    add_provider("smtp", name="healthy", settings=smtp_settings(smtp_sink.port))
+    first = add_provider("smtp", name="flaky", settings=loopback_smtp(flaky.port))
+    add_provider("smtp", name="healthy", settings=loopback_smtp(smtp_sink.port))
 
     for _ in range(3):
         email = email_send(account=first.account, outgoing=outgoing()).email
@@ -65,10 +62,10 @@ def test_auth_error_opens_the_circuit_at_once(add_provider, smtp_server, smtp_si
     first = add_provider(
         "smtp",
         name="locked",
-        settings=smtp_settings(locked.port),
+        settings=loopback_smtp(locked.port),
         secrets={"username": "user", "password": "wrong"},
     )
-    add_provider("smtp", name="healthy", settings=smtp_settings(smtp_sink.port))
+    add_provider("smtp", name="healthy", settings=loopback_smtp(smtp_sink.port))
     email_send(account=first.account, outgoing=outgoing())
     state = breaker().state(first.breaker_key)
     assert state.state == OPEN
@@ -79,8 +76,8 @@ def test_auth_error_opens_the_circuit_at_once(add_provider, smtp_server, smtp_si
 def test_a_failed_probe_reopens_the_circuit(add_provider, closed_port, smtp_sink, settings):
     settings.BREAKER_THRESHOLD = 1
     settings.BREAKER_RESET_SECONDS = 0.3
-    first = add_provider("smtp", name="dead", settings=smtp_settings(closed_port))
-    add_provider("smtp", name="healthy", settings=smtp_settings(smtp_sink.port))
+    first = add_provider("smtp", name="dead", settings=loopback_smtp(closed_port))
+    add_provider("smtp", name="healthy", settings=loopback_smtp(smtp_sink.port))
     email_send(account=first.account, outgoing=outgoing())
     time.sleep(0.4)
     email = email_send(account=first.account, outgoing=outgoing()).email
@@ -90,8 +87,8 @@ def test_a_failed_probe_reopens_the_circuit(add_provider, closed_port, smtp_sink
 
 @pytest.mark.django_db
 def test_every_circuit_open_still_tries_in_order(add_provider, closed_port, smtp_sink):
-    dead = add_provider("smtp", name="dead", settings=smtp_settings(closed_port))
-    healthy = add_provider("smtp", name="healthy", settings=smtp_settings(smtp_sink.port))
+    dead = add_provider("smtp", name="dead", settings=loopback_smtp(closed_port))
+    healthy = add_provider("smtp", name="healthy", settings=loopback_smtp(smtp_sink.port))
     for config in (dead, healthy):
         breaker().record_failure(config.breaker_key, error="earlier outage", trip_now=True)
 
@@ -132,7 +129,7 @@ def test_consecutive_count_resets_on_success():
 CHILD = """
 import json, sys, django
 django.setup()
-from mailer.services import breaker
+from mailer.delivery.breaker import breaker
 action, key = sys.argv[1], sys.argv[2]
 board = breaker()
 if action == "fail":

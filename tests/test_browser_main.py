@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import re
 
+from harness.ports import free_port
+from harness.smtp import ScriptedHandler
 from tests.browser import PASSWORD, create_user, log_in, screenshot
-from tests.fakes.smtp import ScriptedHandler, free_port
 
 
 def add_smtp(web, username: str, name: str, port: int) -> None:
     """An SMTP provider for the account, created by the service the provider pages call."""
-    web.manage(
-        code=(
-            "from django.contrib.auth import get_user_model\n"
-            "from mailer.services import provider_config_create\n"
-            f"user = get_user_model().objects.get(username={username!r})\n"
-            f"provider_config_create(account=user, kind='smtp', name={name!r}, settings="
-            f"{{'host': '127.0.0.1', 'port': {port}, 'security': 'none'}})\n"
-        )
-    )
+    web.factory("provider", username, "smtp", "--name", name, "--smtp-port", str(port))
 
 
 def fill_send_form(page, *, to: str, subject: str, text: str) -> None:

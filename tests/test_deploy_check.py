@@ -6,7 +6,8 @@ import secrets
 import subprocess
 import sys
 
-from tests.appserver import ROOT, production_env
+from harness import ROOT
+from tests.appserver import production_env
 
 
 def deploy_check(tmp_path, **overrides: str) -> subprocess.CompletedProcess:

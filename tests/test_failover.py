@@ -5,35 +5,32 @@ from __future__ import annotations
 
 import pytest
 
+from harness.factories import loopback_smtp
+from harness.smtp import ScriptedHandler
 from mailer.models import DeliveryAttempt, EmailStatus
 from mailer.services import email_send
 from tests.conftest import outgoing
 from tests.fakes.sendgrid import VALID_KEY
-from tests.fakes.smtp import ScriptedHandler
 
 pytestmark = pytest.mark.django_db
-
-
-def smtp_settings(port: int) -> dict:
-    return {"host": "127.0.0.1", "port": port, "security": "none"}
 
 
 def failing_first(request_fixture, smtp_server, mode):
     """Start the failing first provider for `mode`; return (settings, secrets)."""
     if mode == "refused":
-        return smtp_settings(request_fixture("closed_port")), {}
+        return loopback_smtp(request_fixture("closed_port")), {}
     if mode == "stall":
-        return smtp_settings(request_fixture("blackhole").port), {}
+        return loopback_smtp(request_fixture("blackhole").port), {}
     if mode == "535":
         server = smtp_server(credentials=("user", "right"))
-        return smtp_settings(server.port), {"username": "user", "password": "wrong"}
+        return loopback_smtp(server.port), {"username": "user", "password": "wrong"}
     scripts = {
         "421": {"mail_reply": "421 4.7.0 Try again later"},
         "451": {"data_reply": "451 4.3.0 Local error in processing"},
         "554": {"rcpt_replies": {"rcpt@example.org": "554 5.7.1 Relay access denied"}},
         "drop-after-data": {"drop_after_data": True},
     }
-    return smtp_settings(smtp_server(ScriptedHandler(**scripts[mode])).port), {}
+    return loopback_smtp(smtp_server(ScriptedHandler(**scripts[mode])).port), {}
 
 
 def failing_http_first(request_fixture, mode):
@@ -65,7 +62,7 @@ def failing_http_first(request_fixture, mode):
 def test_http_provider_failures_fail_over(request, add_provider, smtp_sink, mode, outcome, code):
     kind, settings, secrets = failing_http_first(request.getfixturevalue, mode)
     first = add_provider(kind, name="first", settings=settings, secrets=secrets)
-    second = add_provider("smtp", name="second", settings=smtp_settings(smtp_sink.port))
+    second = add_provider("smtp", name="second", settings=loopback_smtp(smtp_sink.port))
 
     email = email_send(account=first.account, outgoing=outgoing()).email
 
@@ -96,7 +93,7 @@ def test_failover_to_the_next_provider(
 ):
     settings, secrets = failing_first(request.getfixturevalue, smtp_server, mode)
     first = add_provider("smtp", name="first", settings=settings, secrets=secrets)
-    second = add_provider("smtp", name="second", settings=smtp_settings(smtp_sink.port))
+    second = add_provider("smtp", name="second", settings=loopback_smtp(smtp_sink.port))
 
     result = email_send(account=first.account, outgoing=outgoing())
 
@@ -122,8 +119,8 @@ def test_refused_recipient_fails_without_failover(add_provider, smtp_server, smt
             rcpt_replies={"nobody@example.org": "550 5.1.1 <nobody@example.org>: no such user"}
         )
     )
-    first = add_provider("smtp", name="first", settings=smtp_settings(bad.port))
-    add_provider("smtp", name="second", settings=smtp_settings(smtp_sink.port))
+    first = add_provider("smtp", name="first", settings=loopback_smtp(bad.port))
+    add_provider("smtp", name="second", settings=loopback_smtp(smtp_sink.port))
 
     result = email_send(
         account=first.account, outgoing=outgoing(to=["ok@example.org", "nobody@example.org"])
@@ -142,8 +139,8 @@ def test_refused_recipient_fails_without_failover(add_provider, smtp_server, smt
 
 def test_all_providers_failing_stores_the_last_reason(add_provider, closed_port, smtp_server):
     busy = smtp_server(ScriptedHandler(mail_reply="421 4.3.2 Service shutting down"))
-    account = add_provider("smtp", name="a", settings=smtp_settings(closed_port)).account
-    add_provider("smtp", name="b", settings=smtp_settings(busy.port))
+    account = add_provider("smtp", name="a", settings=loopback_smtp(closed_port)).account
+    add_provider("smtp", name="b", settings=loopback_smtp(busy.port))
 
     email = email_send(account=account, outgoing=outgoing()).email
 
@@ -164,10 +161,10 @@ def test_no_provider_configured(account):
 
 def test_requested_provider_goes_first_and_disabled_ones_are_never_used(add_provider, smtp_server):
     default, requested, disabled = smtp_server(), smtp_server(), smtp_server()
-    add_provider("smtp", name="default", settings=smtp_settings(default.port), priority=1)
-    chosen = add_provider("smtp", name="chosen", settings=smtp_settings(requested.port), priority=5)
+    add_provider("smtp", name="default", settings=loopback_smtp(default.port), priority=1)
+    chosen = add_provider("smtp", name="chosen", settings=loopback_smtp(requested.port), priority=5)
     add_provider(
-        "smtp", name="off", settings=smtp_settings(disabled.port), priority=0, enabled=False
+        "smtp", name="off", settings=loopback_smtp(disabled.port), priority=0, enabled=False
     )
 
     email = email_send(account=chosen.account, outgoing=outgoing(), requested_provider=chosen).email
@@ -182,8 +179,8 @@ def test_requested_provider_goes_first_and_disabled_ones_are_never_used(add_prov
 
 def test_other_accounts_providers_are_never_used(add_provider, other_account, smtp_server):
     mine, theirs = smtp_server(), smtp_server()
-    add_provider("smtp", name="theirs", settings=smtp_settings(theirs.port), owner=other_account)
-    first = add_provider("smtp", name="mine", settings=smtp_settings(mine.port))
+    add_provider("smtp", name="theirs", settings=loopback_smtp(theirs.port), owner=other_account)
+    first = add_provider("smtp", name="mine", settings=loopback_smtp(mine.port))
     email_send(account=first.account, outgoing=outgoing())
     assert len(mine.received) == 1
     assert theirs.received == []

@@ -30,6 +30,7 @@ from django.contrib.sessions.models import Session
 from django.core import mail
 from django.test import RequestFactory
 
+from harness.waiting import wait_until
 from mailer.models import ApiToken
 from mailer.ratelimit import client_address, client_ip
 from mailer.services import accounts as account_services
@@ -554,25 +555,21 @@ def live(tmp_path_factory):
 
 def wait_for_lines(path: Path, markers: list[str], timeout: float = 60) -> str:
     """The file's text once every marker is in it (gunicorn logs a request after answering)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def logged() -> str | None:
         text = path.read_text() if path.exists() else ""
-        if all(marker in text for marker in markers):
-            return text
-        if time.monotonic() > deadline:
-            missing = [marker for marker in markers if marker not in text]
-            raise AssertionError(f"not logged: {missing}\n{text[-3000:]}")
-        time.sleep(0.05)
+        return text if all(marker in text for marker in markers) else None
+
+    try:
+        return wait_until(logged, timeout=timeout, every=0.05, what=f"{markers} in {path.name}")
+    except AssertionError:
+        text = path.read_text() if path.exists() else ""
+        missing = [marker for marker in markers if marker not in text]
+        raise AssertionError(f"not logged: {missing}\n{text[-3000:]}") from None
 
 
 def test_live_login_throttle_locks_the_attacker_not_the_owner(live):
-    live.manage(
-        code=(
-            "from django.contrib.auth import get_user_model\n"
-            "get_user_model().objects.create_user('olga', email='olga@example.com', "
-            f"password={GOOD_PASSWORD!r}, is_staff=True, is_superuser=True)\n"
-        )
-    )
+    live.factory("account", "olga", "--password", GOOD_PASSWORD, "--staff")
     attacker = Browser(live, ATTACKER)
     statuses = [attacker.log_in("/accounts/login/", "olga", f"guess {n}")[0] for n in range(5)]
     assert statuses == [200] * 5

@@ -10,7 +10,10 @@ import pytest
 from django.core.mail import EmailMessage
 from django.test import override_settings
 
+from harness.factories import loopback_smtp
+from harness.smtp import ScriptedHandler, SmtpServer
 from mailer import services
+from mailer.delivery.pool import provider_pool
 from mailer.models import DeliveryAttempt, Email, EmailStatus
 from mailer.providers.base import (
     AmbiguousDelivery,
@@ -24,7 +27,6 @@ from tests.appserver import create_account, start_app_server
 from tests.conftest import outgoing
 from tests.fakes.hostile import Internal, RebindingDns, Redirector, Trickler
 from tests.fakes.sendgrid import VALID_KEY
-from tests.fakes.smtp import ScriptedHandler, SmtpServer
 
 LOOSE = {"timeout": 1.0, "connect_timeout": 1.0, "attempt_deadline": 2.0,
          "allow_private_hosts": True}  # fmt: skip
@@ -77,13 +79,12 @@ def test_a_send_stops_at_its_budget_and_is_queued_for_the_sweep(account, add_pro
     stalling = [SmtpServer(ScriptedHandler(data_delay=30)).start() for _ in range(4)]
     try:
         for server in stalling:
-            add_provider("smtp", settings={"host": "127.0.0.1", "port": server.port,
-                                           "security": "none"})  # fmt: skip
+            add_provider("smtp", settings=loopback_smtp(server.port))  # fmt: skip
         clock = time.monotonic()
         result = services.email_send(account=account, outgoing=outgoing())
         elapsed = time.monotonic() - clock
     finally:
-        services.provider_pool.clear()
+        provider_pool.clear()
         for server in stalling:
             server.stop()
     email = Email.objects.get(pk=result.email.pk)
@@ -103,10 +104,9 @@ def test_a_send_stops_at_its_budget_and_is_queued_for_the_sweep(account, add_pro
 def test_a_provider_saved_while_private_hosts_were_allowed_stops_delivering(
     account, add_provider, smtp_sink
 ):
-    add_provider("smtp", settings={"host": "127.0.0.1", "port": smtp_sink.port,
-                                   "security": "none"})  # fmt: skip
+    add_provider("smtp", settings=loopback_smtp(smtp_sink.port))  # fmt: skip
     with override_settings(ALLOW_PRIVATE_PROVIDER_HOSTS=False):
-        services.provider_pool.clear()
+        provider_pool.clear()
         result = services.email_send(account=account, outgoing=outgoing())
     attempt = DeliveryAttempt.objects.get(email=result.email)
     assert result.email.status == EmailStatus.FAILED
@@ -154,8 +154,7 @@ def test_an_smtp_idn_domain_is_encoded_and_a_bad_address_does_not_poison_the_poo
 def test_an_idn_address_through_the_service_is_delivered_and_counts_nothing(
     account, add_provider, smtp_sink
 ):
-    add_provider("smtp", settings={"host": "127.0.0.1", "port": smtp_sink.port,
-                                   "security": "none"})  # fmt: skip
+    add_provider("smtp", settings=loopback_smtp(smtp_sink.port))  # fmt: skip
     first = services.email_send(account=account, outgoing=outgoing(to=["ann@bücher.example"]))
     second = services.email_send(account=account, outgoing=outgoing(to=["bob@example.org"]))
     assert (first.email.status, second.email.status) == (EmailStatus.SENT, EmailStatus.SENT)
@@ -193,14 +192,13 @@ def test_dns_rebinding_reaches_neither_loopback_smtp_nor_an_http_host(rebinding,
         sendgrid = {"kind": "sendgrid", "name": "rebinding-sendgrid",
                     "settings": {"host": f"http://api.rebind.test:{internal.url.split(':')[-1]}"},
                     "secrets": {"api_key": "SG.mallory"}}  # fmt: skip
+        api = server.api(token)
         for config in (smtp, sendgrid):
-            status, body = server.request("POST", "/api/v1/providers", config, token=token)
-            assert status == 201, body  # saved: the name answered a public address then
-        status, body = server.request(
-            "POST", "/api/v1/emails",
-            {"from": "m@example.com", "to": "v@example.org", "subject": "x", "text": "y"},
-            token=token,
-        )  # fmt: skip
+            saved = api.post("/api/v1/providers", config)
+            assert saved.status_code == 201, saved  # saved: the name answered a public address
+        sent = api.post("/api/v1/emails", {"from": "m@example.com", "to": "v@example.org",
+                                           "subject": "x", "text": "y"})  # fmt: skip
+        status, body = sent.status_code, sent.json()
     finally:
         internal.stop()
     assert status == 502, body
@@ -215,7 +213,9 @@ def test_dns_rebinding_reaches_neither_loopback_smtp_nor_an_http_host(rebinding,
 
 
 def test_seven_stalling_providers_end_within_the_budget_and_others_are_served(tmp_path):
-    stalling = [SmtpServer(ScriptedHandler(data_delay=60)).start() for _ in range(7)]
+    # The first trickles an endless greeting, the others take the message and never answer.
+    trickler = Trickler(b"220-welcome\r\n", b"220-still welcoming\r\n", interval=0.5)
+    stalling = [SmtpServer(ScriptedHandler(data_delay=60)).start() for _ in range(6)]
     sink = SmtpServer().start()
     server = start_app_server(
         tmp_path,
@@ -227,30 +227,39 @@ def test_seven_stalling_providers_end_within_the_budget_and_others_are_served(tm
     )
     try:
         victim = create_account(server, "victim")
-        for index, stall in enumerate(stalling):
-            config = {"kind": "smtp", "name": f"stall-{index}", "settings": {
-                "host": "127.0.0.1", "port": stall.port, "security": "none"}}  # fmt: skip
-            assert server.request("POST", "/api/v1/providers", config, token=victim)[0] == 201
+        for index, port in enumerate([trickler.port] + [stall.port for stall in stalling]):
+            config = {"kind": "smtp", "name": f"stall-{index}", "settings": loopback_smtp(port)}
+            assert server.api(victim).post("/api/v1/providers", config).status_code == 201
         other = create_account(server, "other", smtp_port=sink.port)
         email = {"from": "a@example.com", "to": "b@example.org", "subject": "s", "text": "t"}
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(2) as pool:
             clock = time.monotonic()
-            slow = pool.submit(server.request, "POST", "/api/v1/emails", email, token=victim)
+            slow = pool.submit(server.api(victim).post, "/api/v1/emails", email)
             # Meanwhile another account sends and the health check answers.
-            assert server.request("POST", "/api/v1/emails", email, token=other)[0] == 201
-            assert server.request("GET", "/healthz")[0] == 200
-            status, body = slow.result(timeout=30)
+            assert server.api(other).post("/api/v1/emails", email).status_code == 201
+            assert server.api().get("/healthz").status_code == 200
+            answer = slow.result(timeout=60)
+            status, body = answer.status_code, answer.json()
             elapsed = time.monotonic() - clock
+        # An IDN recipient goes out encoded and leaves the pooled connection fit for the next.
+        idn = server.api(other).post("/api/v1/emails", email | {"to": "ann@bücher.example"})
+        after = server.api(other).post("/api/v1/emails", email)
     finally:
         server.stop()
         sink.stop()
+        trickler.stop()
         for stall in stalling:
             stall.stop()
+    assert (idn.status_code, after.status_code) == (201, 201), (idn, after)
+    assert [r.rcpt_tos for r in sink.received][-2:] == [["ann@xn--bcher-kva.example"],
+                                                        ["b@example.org"]]  # fmt: skip
     assert elapsed < 5 + 3, elapsed  # the budget, not 7 x the timeout
     assert status == 202, body  # accepted, not delivered yet, not a 500
     assert body["status"] == "queued" and body["possible_duplicate"] is True
-    outcomes = [a["outcome"] for a in body["attempts"]]
-    assert outcomes.count("ambiguous") >= 2 and outcomes.count("skipped") >= 1
+    attempts = body["attempts"]
+    assert (attempts[0]["outcome"], attempts[0]["error_code"]) == ("provider_error", "deadline")
+    outcomes = [a["outcome"] for a in attempts]
+    assert outcomes.count("ambiguous") >= 1 and outcomes.count("skipped") >= 1
     assert len(outcomes) == 7

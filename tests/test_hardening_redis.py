@@ -9,35 +9,31 @@ Every wait is for an event with a deadline, never a fixed sleep.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from harness import ROOT
+from harness.redis import RedisServer
+from harness.smtp import SmtpServer
+from harness.waiting import wait_until
 from mailer import cacheguard, listcache, selectors
 from mailer.models import Email
-from tests.appserver import ROOT, AppServer, create_account, start_app_server
-from tests.fakes.smtp import SmtpServer, free_port
+from tests.appserver import AppServer, create_account, start_app_server
 
 STALE = 10  # LIST_CACHE_STALE_SECONDS of the app under test
 RETRY = 1.0  # CACHE_RETRY_SECONDS
@@ -50,53 +46,7 @@ LIST_SECONDS = 4.0
 SEND_SECONDS = 10.0
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, every: float = 0.05):
-    """condition()'s first truthy value, polled until `timeout` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(every)
-
-
-# A redis-server of our own, and a link in front of it that can drop what it carries ----------
-
-
-class RedisServer:
-    def __init__(self, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir),
-             "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.client = redis.Redis(port=self.port, socket_timeout=10)
-        wait_until(self._pong, 10, "redis-server answering")
-
-    def _pong(self) -> bool:
-        try:
-            return bool(self.client.ping())
-        except redis.ConnectionError:
-            return False
-
-    @contextmanager
-    def hung(self) -> Iterator[None]:
-        """Redis stopped in its tracks (SIGSTOP): connections open, nothing answers."""
-        os.kill(self.process.pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            os.kill(self.process.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        os.kill(self.process.pid, signal.SIGCONT)
-        self.process.terminate()
-        self.process.wait(timeout=10)
+# A link in front of this module's redis-server that can drop what it carries ------------------
 
 
 class DroppingLink:
@@ -228,28 +178,24 @@ class Stack:
 
     def timed(self, method: str, path: str, body=None, *, token: str) -> tuple[float, int, dict]:
         started = time.monotonic()
-        status, answer = self.server.request(method, path, body, token=token)
-        return time.monotonic() - started, status, answer
+        response = self.server.api(token).request(method, path, body)
+        return time.monotonic() - started, response.status_code, response.json()
 
     def send(self, token: str, subject: str, text: str = "Thanks.") -> int:
         email = {"from": "shop@example.com", "to": "ann@example.org", "subject": subject,
                  "text": text}  # fmt: skip
-        status, body = self.server.request("POST", "/api/v1/emails", email, token=token)
-        assert status == 201, body
-        return body["id"]
+        response = self.server.api(token).post("/api/v1/emails", email)
+        assert response.status_code == 201, response
+        return response.json()["id"]
 
     def listed(self, token: str, **query: object) -> dict:
-        path = "/api/v1/emails?" + "&".join(f"{k}={v}" for k, v in query.items())
-        status, body = self.server.request("GET", path, token=token)
-        assert status == 200, body
-        return body
+        response = self.server.api(token).get("/api/v1/emails", query)
+        assert response.status_code == 200, response
+        return response.json()
 
     def account_id(self, username: str) -> int:
-        out = self.server.manage(
-            code="from django.contrib.auth import get_user_model\n"
-            f"print(get_user_model().objects.get(username={username!r}).pk)\n"
-        )
-        return int(out.strip().splitlines()[-1])
+        [row] = self.server.factory("rows", "auth.User", f"username={username}", "--fields", "id")
+        return row["id"]
 
     def version_key(self, account_id: int) -> str:
         return f"{self.prefix}:1:emails:version:{account_id}"
@@ -259,12 +205,8 @@ class Stack:
 
     def health(self, path: str) -> tuple[float, int, dict]:
         started = time.monotonic()
-        try:
-            with urllib.request.urlopen(self.server.url + path, timeout=30) as response:
-                status, body = response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            status, body = error.code, json.loads(error.read())
-        return time.monotonic() - started, status, body
+        response = self.server.api().get(path)
+        return time.monotonic() - started, response.status_code, response.json()
 
     def cache_answering(self) -> bool:
         """Both workers (as far as a few requests reach them) use the cache again."""
@@ -279,7 +221,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Iterator[RedisServer]:
     """This module's redis-server: the app's cache, and hangable."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
 
@@ -313,7 +255,7 @@ def stack(tmp_path_factory, store) -> Iterator[Stack]:
 def ready(stack: Stack) -> Stack:
     """The stack with its cache answering in every worker (an earlier test may have hung it),
     and the end of every outage logged."""
-    wait_until(stack.outages_over, 20, "the workers using the cache again", every=0.2)
+    wait_until(stack.outages_over, timeout=60, what="the workers using the cache again", every=0.2)
     return stack
 
 
@@ -373,8 +315,8 @@ def test_a_lost_invalidation_shows_within_the_bound_even_when_its_writer_is_gone
     account = stack.account_id("ann")
     first = stack.send(token, "before")
     key = stack.version_key(account)
-    wait_until(lambda: stack.listed(token)["count"] == 1 and stack.page_keys(account), 10,
-               "the first page cached")  # fmt: skip
+    wait_until(lambda: stack.listed(token)["count"] == 1 and stack.page_keys(account),
+               timeout=60, what="the first page cached")  # fmt: skip
     version = stack.redis.client.get(key)
     set_by = time.monotonic()  # the live version was set at or before this moment
     assert version is not None and 0 < stack.redis.client.ttl(key) <= STALE
@@ -403,8 +345,8 @@ def test_a_send_while_redis_drops_writes_answers_and_lists_within_the_bound(read
     token = create_account(stack.server, "al", smtp_port=stack.sink.port)
     account = stack.account_id("al")
     first = stack.send(token, "before")
-    wait_until(lambda: stack.listed(token)["count"] == 1 and stack.page_keys(account), 10,
-               "the first page cached")  # fmt: skip
+    wait_until(lambda: stack.listed(token)["count"] == 1 and stack.page_keys(account),
+               timeout=60, what="the first page cached")  # fmt: skip
     set_by = time.monotonic()
     body = {"from": "shop@example.com", "to": "ann@example.org", "subject": "during"}
     with stack.link.dropped():
@@ -460,7 +402,8 @@ def test_a_hung_redis_costs_each_request_little_and_is_logged_once_per_worker(re
 
     # Redis is back: each worker that said it was gone says once that it is back.
     gone = stack.log.of("mailer.cache", "cache unreachable")
-    wait_until(stack.outages_over, 20, "one 'reachable again' line per outage", every=0.2)
+    wait_until(stack.outages_over, timeout=60, what="one 'reachable again' line per outage",
+               every=0.2)  # fmt: skip
     records = stack.log.records()
     ours = [r for r in records if r.logger != "gunicorn"]
     assert 1 <= len(gone) <= 2, [r.message for r in gone]  # one per worker at most
@@ -491,7 +434,7 @@ def test_big_bodies_stay_out_of_redis_and_the_original_list_still_returns_them(r
         pages = cached_pages()
         return pages if len(pages) >= 2 else None
 
-    pages = wait_until(two_pages, 15, "pages 1 and 2 cached")
+    pages = wait_until(two_pages, timeout=60, what="pages 1 and 2 cached")
     # Pages 1 and 2 (10 rows each) are cached, each under the cap; the page of 20 rows is over
     # it, so it is served from the database each time and never stored.
     assert len(pages) == 2, pages
@@ -504,8 +447,9 @@ def test_big_bodies_stay_out_of_redis_and_the_original_list_still_returns_them(r
 
     # The original contract lists whole bodies: read from the database for its 10 rows.
     for page in (1, 2):
-        status, body = stack.server.request("GET", f"/view_sent_emails/?page={page}&TOKEN={token}")
-        assert status == 200
+        response = stack.server.api().get(f"/view_sent_emails/?page={page}&TOKEN={token}")
+        assert response.status_code == 200
+        body = response.json()
         assert {row["id"]: row["body_text"] for row in body["results"]} == {
             row["id"]: texts[row["id"]] for row in body["results"]
         }
@@ -531,9 +475,12 @@ def test_healthz_stays_up_and_readyz_says_degraded_while_redis_hangs(ready):
         took, status, body = stack.health("/readyz")
         assert (status, body["status"], body["database"]) == (503, "degraded", "ok"), body
         assert body["cache"].startswith("error")
-    wait_until(lambda: stack.health("/readyz")[1] == 200, 15, "/readyz ok again", every=0.2)
+    wait_until(lambda: stack.health("/readyz")[1] == 200, timeout=60, what="/readyz ok again",
+               every=0.2)  # fmt: skip
     healthy = (200, {"status": "ok", "database": "ok", "cache": "ok"})
-    wait_until(lambda: stack.health("/healthz")[1:] == healthy, 15, "/healthz: cache ok")
+    wait_until(
+        lambda: stack.health("/healthz")[1:] == healthy, timeout=60, what="/healthz: cache ok"
+    )
 
 
 # In process: the pieces, against a redis-server of this module --------------------------------
@@ -571,9 +518,10 @@ def test_guard_waits_once_per_retry_window_and_logs_one_line_each_way(private_ca
         assert took < 2  # one timeout (0.5 s), then no waiting: not 200 timeouts
         assert cacheguard.check().startswith("error: unreachable")
     wait_until(lambda: cacheguard.call("a read", lambda: cache.get("k") or "up", None) == "up",
-               5, "the cache answering")  # fmt: skip
+               timeout=30, what="the cache answering", every=0.05)  # fmt: skip
     wait_until(lambda: cacheguard.call("a read", lambda: cache.get("k"), None) is None
-               and "reachable again" in caplog.text, 5, "the end of the outage logged")  # fmt: skip
+               and "reachable again" in caplog.text, timeout=30, every=0.05,
+               what="the end of the outage logged")  # fmt: skip
     lines = [r for r in caplog.records if r.name == "mailer.cache"]
     assert [r.getMessage().split(":")[0].split(" after")[0] for r in lines] == [
         "cache unreachable",
@@ -603,7 +551,8 @@ def test_a_failed_bump_is_retried_and_its_account_read_from_the_database_meanwhi
             first,
         ]
     # Back: the next read pays the debt first, then the cache serves the current page.
-    wait_until(lambda: listcache.version(account.pk) is not None, 5, "the bump retried")
+    wait_until(lambda: listcache.version(account.pk) is not None, timeout=30, every=0.05,
+               what="the bump retried")  # fmt: skip
     assert not listcache._pending
     assert [e["id"] for e in selectors.email_list(account_id=account.pk)["results"]] == [
         second,

@@ -6,15 +6,15 @@ import re
 
 import pytest
 
-from tests.conftest import ApiClient
+from harness.api import ApiClient
+from harness.factories import loopback_smtp, make_token
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def victim(api, add_provider, smtp_sink):
-    provider = add_provider("smtp", name="a-sink", settings={
-        "host": "127.0.0.1", "port": smtp_sink.port, "security": "none"})  # fmt: skip
+    provider = add_provider("smtp", name="a-sink", settings=loopback_smtp(smtp_sink.port))
     email_id = api.post(
         "/api/v1/emails",
         {
@@ -37,7 +37,7 @@ def operations(client) -> list[tuple[str, str]]:
 def test_every_api_endpoint_with_an_id_is_404_for_another_account(
     client, victim, other_account, smtp_sink
 ):
-    intruder = ApiClient(client, other_account)
+    intruder = ApiClient.django(client, make_token(other_account))
     ops = operations(client)
     assert {path for _, path in ops} >= {
         "/api/v1/emails/{email_id}",
@@ -63,7 +63,7 @@ def test_every_api_endpoint_with_an_id_is_404_for_another_account(
 def test_lists_and_sends_never_reach_another_account(
     client, api, victim, other_account, add_provider, smtp_server
 ):
-    intruder = ApiClient(client, other_account)
+    intruder = ApiClient.django(client, make_token(other_account))
     assert intruder.get("/api/v1/emails").json()["count"] == 0
     assert intruder.get("/api/v1/providers").json()["count"] == 0
     # Naming A's provider in B's send is an unknown provider, not a way to borrow it.
@@ -80,6 +80,6 @@ def test_lists_and_sends_never_reach_another_account(
     assert response.status_code == 422
     assert "a-sink" not in response.content.decode()
     # The original contract: B's token lists only B's emails.
-    listing = client.get("/view_sent_emails/", {"TOKEN": intruder.raw_token}).json()
+    listing = client.get("/view_sent_emails/", {"TOKEN": intruder.token}).json()
     assert listing["count"] == 0
-    assert client.get("/view_sent_emails/", {"TOKEN": api.raw_token}).json()["count"] == 1
+    assert client.get("/view_sent_emails/", {"TOKEN": api.token}).json()["count"] == 1

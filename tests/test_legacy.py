@@ -12,11 +12,13 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 
+from harness.factories import loopback_smtp
+from harness.procs import process_group_alive
 from mailer.models import DeliveryAttempt, Email, EmailStatus
 from mailer.services import token_create, token_revoke
 from tests.fakes.sendgrid import VALID_KEY
 from tests.fakes.ses import DUMMY_KEYS
-from tests.live import process_group_alive, running_app
+from tests.live import running_app
 
 SEND, LIST = "/send_email/", "/view_sent_emails/"
 FORM = "application/x-www-form-urlencoded"
@@ -31,7 +33,7 @@ def token(account) -> str:
 
 @pytest.fixture
 def smtp_provider(add_provider, smtp_sink):
-    settings = {"host": "127.0.0.1", "port": smtp_sink.port, "security": "none"}
+    settings = loopback_smtp(smtp_sink.port)
     return add_provider("smtp", settings=settings)
 
 
@@ -154,7 +156,7 @@ def test_sent_via_provider_failing_fails_over_to_the_next(
 def test_every_provider_failing_is_502_with_the_reason(
     client, account, token, add_provider, closed_port, sendgrid_provider, sendgrid_server
 ):
-    add_provider("smtp", settings={"host": "127.0.0.1", "port": closed_port, "security": "none"})
+    add_provider("smtp", settings=loopback_smtp(closed_port))
     sendgrid_server.mode = "401"
     response = send(client, token)
 
@@ -240,7 +242,7 @@ def test_comma_separated_to_email_is_split(client, account, token, smtp_provider
 
 
 def test_sent_via_with_no_such_provider_is_400(client, account, token, smtp_provider, add_provider):
-    add_provider("sendgrid", name="off", enabled=False)
+    add_provider("sendgrid", name="off", secrets={"api_key": VALID_KEY}, enabled=False)
     response = send(client, token, sent_via="1")
 
     assert response.status_code == 400
@@ -380,13 +382,9 @@ def test_original_curl_commands_against_a_live_server(tmp_path, sendgrid_server)
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     with running_app(tmp_path) as app:
-        app.manage(
-            "from django.contrib.auth import get_user_model\n"
-            "from mailer.services import provider_config_create\n"
-            "provider_config_create(account=get_user_model().objects.get(username='demo'),"
-            f" kind='sendgrid', name='SendGrid', settings={{'host': {sendgrid_server.url!r}}},"
-            f" secrets={{'api_key': {VALID_KEY!r}}})\n"
-        )
+        app.factory("provider", "demo", "sendgrid", "--name", "SendGrid",
+                    "--settings", json.dumps({"host": sendgrid_server.url}),
+                    "--secrets", json.dumps({"api_key": VALID_KEY}))  # fmt: skip
         sent = curl("-X", "POST", f"{app.url}/send_email/", "-F", "to_email=friend@example.org",
                     "-F", "from_email=demo@example.com", "-F", "subject=Hello from curl",
                     "-F", "body_text=Sent the original way.", "-F", "sent_via=3",

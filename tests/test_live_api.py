@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from harness.smtp import SmtpServer
 from tests.appserver import create_account, start_app_server
-from tests.fakes.smtp import SmtpServer
 
 EMAIL = {"from": "shop@example.com", "to": "ann@example.org", "subject": "Order 42",
          "text": "Thanks."}  # fmt: skip
@@ -33,10 +33,11 @@ def test_twenty_parallel_identical_posts_send_exactly_once(live):
     before = len(live.sink.received)
     headers = {"Idempotency-Key": "parallel-order-42"}
 
+    api = live.api(live.tokens["alice"])
+
     def post(_):
-        return live.request(
-            "POST", "/api/v1/emails", EMAIL, token=live.tokens["alice"], headers=headers
-        )
+        response = api.post("/api/v1/emails", EMAIL, headers=headers)
+        return response.status_code, response.json()
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(post, range(20)))

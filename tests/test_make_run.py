@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.request
+import re
+import socket
+from pathlib import Path
 
-from tests.live import process_group_alive, processes_of, running_app
-
-
-def _api_get(app, path: str) -> dict:
-    request = urllib.request.Request(app.url + path)
-    request.add_header("Authorization", f"Bearer {app.token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+from harness.procs import children, process_group_alive
+from harness.waiting import wait_until
+from tests.live import processes_of, running_app
 
 
 def test_make_run_serves_with_a_working_demo_account(tmp_path):
@@ -21,60 +16,104 @@ def test_make_run_serves_with_a_working_demo_account(tmp_path):
     with running_app(tmp_path, SWEEP_INTERVAL_SECONDS="0.5") as app:
         assert app.login.split()[2] == "demo"
 
-        with urllib.request.urlopen(f"{app.url}/healthz", timeout=10) as response:
-            assert response.status == 200
-            assert json.loads(response.read()) == {"status": "ok", "database": "ok", "cache": "ok"}
+        api = app.api()
+        health = api.get("/healthz")
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok", "database": "ok", "cache": "ok"}
+        # redis-server is on PATH: make run's own holds the cache, shared by 2 gunicorn workers.
+        redis_port, redis_dir = _private_redis(app)
+        assert _answers_ping(redis_port) and redis_dir.is_dir()
+        assert len(_gunicorn_workers(app)) == 2
 
         env_file = tmp_path / ".env"
         assert env_file.stat().st_mode & 0o777 == 0o600
         assert "SECRET_KEY=" in env_file.read_text()
 
         # The printed token authenticates the demo account, whose provider is the local sink.
-        out = app.manage(
-            "from mailer.services import token_authenticate, email_send\n"
-            "from mailer.validation import OutgoingEmail\n"
-            f"token = token_authenticate(raw={app.token!r})\n"
-            "result = email_send(account=token.account, outgoing=OutgoingEmail("
-            "from_email='demo@example.com', to=['friend@example.org'], subject='From make run',"
-            " text='It works.'))\n"
-            "print(token.account.username, result.email.status)\n"
+        sent = api.post(
+            "/api/v1/emails",
+            {
+                "from": "demo@example.com",
+                "to": "friend@example.org",
+                "subject": "From make run",
+                "text": "It works.",
+            },
         )
-        assert out.strip().splitlines()[-1].split() == ["demo", "sent"]
+        assert sent.status_code == 201 and sent.json()["status"] == "sent", sent
+        assert sent.json()["sent_via"]["name"] == "Local sink"
         app.wait_for("'From make run'")
 
         # make run's outbox sweep takes back a send whose process died (stored `sending` and
         # claimed, its lease run out, nothing recorded) and delivers it.
         sweepers = [pid for pid in processes_of(app.env["ENV_FILE"]) if _is_sweeper(pid)]
         assert len(sweepers) == 1, "make run started one sweep loop"
-        out = app.manage(
-            "from datetime import timedelta\n"
-            "from django.utils import timezone\n"
-            "from mailer.models import Email\n"
-            "from mailer.services import token_authenticate, email_create\n"
-            "from mailer.validation import OutgoingEmail\n"
-            f"token = token_authenticate(raw={app.token!r})\n"
-            "email, _ = email_create(account=token.account, outgoing=OutgoingEmail("
-            "from_email='demo@example.com', to=['friend@example.org'], subject='Left sending',"
-            " text='Its worker died.'))\n"
-            "Email.objects.filter(pk=email.pk).update("
-            "lease_expires_at=timezone.now() - timedelta(seconds=1))\n"
-            "print(email.pk)\n"
-        )
-        email_id = int(out.strip().splitlines()[-1])
+        email_id = app.factory("email", "demo", "--subject", "Left sending",
+                               "--from-email", "demo@example.com", "--to", "friend@example.org",
+                               "--lease-expired")["id"]  # fmt: skip
         app.wait_for("'Left sending'")
         app.wait_for("released 1, enqueued 0, delivered 1")
-        deadline = time.monotonic() + 30
-        while (email := _api_get(app, f"/api/v1/emails/{email_id}"))["status"] != "sent":
-            assert time.monotonic() < deadline, email
-            time.sleep(0.2)
+        email = wait_until(
+            lambda: (e := api.get(f"/api/v1/emails/{email_id}").json())["status"] == "sent" and e,
+            timeout=60, what="the email sent by the sweep",
+        )  # fmt: skip
         assert email["possible_duplicate"], "its first try may have reached the provider"
     # Ctrl-C stopped everything it started: nothing of its process group is left.
     assert not process_group_alive(app.process.pid), "make run left processes behind"
+    assert not _answers_ping(redis_port) and not redis_dir.exists(), "its redis-server stopped"
 
 
 def _is_sweeper(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
             return cmdline.read().split(b"\0")[1:4] == [b"manage.py", b"deliver_pending", b"--loop"]
+    except OSError:
+        return False
+
+
+def test_make_run_without_redis_server_says_so_and_serves_from_one_process(tmp_path):
+    path = tmp_path / "path-without-redis"  # bin/run-local and its children need nothing else
+    path.mkdir()
+    with running_app(tmp_path, PATH=str(path)) as app:
+        assert "falling back to the in-memory cache" in _cache_line(app)
+        health = app.api().get("/healthz")
+        assert health.status_code == 200 and health.json()["cache"] == "ok"
+        assert len(_gunicorn_workers(app)) == 1
+        assert not [line for line in app.seen if line.startswith("Cache: a private")]
+
+
+def _cache_line(app) -> str:
+    return next(line for line in app.seen if "redis-server" in line)
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _gunicorn_workers(app) -> list[int]:
+    """The gunicorn processes forked by another one: its master's workers."""
+    pids = processes_of(app.env["ENV_FILE"])
+    gunicorns = [pid for pid in pids if _cmdline(pid)[1:3] == [b"-m", b"gunicorn"]]
+    return [pid for master in gunicorns for pid in children(master) if pid in gunicorns]
+
+
+def _private_redis(app) -> tuple[int, Path]:
+    """The port and data directory make run printed for its redis-server."""
+    line = _cache_line(app)
+    found = re.match(
+        r"Cache: a private redis-server at redis://[\d.]+:(\d+)/0 \(data in (\S+);", line
+    )
+    assert found, line
+    return int(found[1]), Path(found[2])
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False

@@ -10,10 +10,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils.html import escape
 
+from harness.factories import loopback_smtp
+from harness.smtp import ScriptedHandler
 from mailer import listcache
 from mailer.models import Email, EmailStatus
 from mailer.services import email_process
-from tests.fakes.smtp import ScriptedHandler
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def member(client, account):
 
 
 def smtp(add_provider, port: int, name: str, **extra):
-    settings = {"host": "127.0.0.1", "port": port, "security": "none"}
+    settings = loopback_smtp(port)
     return add_provider("smtp", name=name, settings=settings, **extra)
 
 

@@ -7,11 +7,13 @@ import re
 
 import pytest
 
+from harness.factories import loopback_smtp
 from mailer import crypto
+from mailer.delivery.breaker import breaker
 from mailer.models import ProviderConfig
 from mailer.provider_settings import KINDS
-from mailer.services import breaker, provider_config_create
-from mailer.web.settings_forms import PROVIDER_FORMS
+from mailer.services import provider_config_create
+from mailer.web.provider_forms import PROVIDER_FORMS
 
 pytestmark = pytest.mark.django_db
 
@@ -44,9 +46,9 @@ def smtp(port: int = 2525, **extra) -> dict:
 
 
 def add(account, kind: str = "smtp", name: str = "relay", **fields) -> ProviderConfig:
-    settings = fields.pop("settings", {"host": "127.0.0.1", "port": 2525, "security": "none"})
+    settings = fields.pop("settings", loopback_smtp(2525))
     return provider_config_create(
-        account=account, kind=kind, name=name, settings=settings, **fields
+        account=account, kind=kind, name=name, settings=settings, trusted=True, **fields
     )
 
 
@@ -118,7 +120,7 @@ def test_add_smtp_stores_settings_and_encrypted_secrets(web, account):
     assert (
         response.status_code == 302 and response["Location"] == f"/providers/#provider-{config.pk}"
     )
-    assert config.settings == {"host": "127.0.0.1", "port": 2525, "security": "none"}
+    assert config.settings == loopback_smtp(2525)
     assert stored(config) == {"username": "mailer", "password": PASSWORD}
     page = web("get", "/providers/").content.decode()
     assert (
@@ -348,7 +350,7 @@ def test_send_test_through_a_real_smtp_server_shows_the_result(web, account, smt
     sink = smtp_server(credentials=("mailer", PASSWORD))
     account.email = "alice@example.org"
     account.save()
-    config = add(account, settings={"host": "127.0.0.1", "port": sink.port, "security": "none"},
+    config = add(account, settings=loopback_smtp(sink.port),
                  secrets={"username": "mailer", "password": PASSWORD})  # fmt: skip
     response = web("post", f"/providers/{config.pk}/test/")
     assert response["Location"] == f"/providers/#provider-{config.pk}"
@@ -363,7 +365,7 @@ def test_send_test_through_a_real_smtp_server_shows_the_result(web, account, smt
 
 
 def test_send_test_to_a_closed_port_shows_the_error(web, account, closed_port):
-    config = add(account, settings={"host": "127.0.0.1", "port": closed_port, "security": "none"})
+    config = add(account, settings=loopback_smtp(closed_port))
     web("post", f"/providers/{config.pk}/test/", {"to": "me@example.org"})
     page = web("get", "/providers/").content.decode()
     result = page[page.index("test-result") :]

@@ -11,6 +11,7 @@ from email.message import MIMEPart
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
+from harness.ports import free_port
 from mailer import services
 from mailer.models import DeliveryAttempt
 from mailer.providers.base import (
@@ -44,12 +45,6 @@ def simple_message(**overrides) -> EmailMessage:
     }
     fields.update(overrides)
     return EmailMessage(**fields)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # What arrives --------------------------------------------------------------------------------

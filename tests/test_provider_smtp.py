@@ -7,6 +7,7 @@ import time
 import pytest
 from django.core.mail import EmailMultiAlternatives
 
+from harness.smtp import ScriptedHandler
 from mailer.providers.base import (
     AmbiguousDelivery,
     ConfigurationError,
@@ -15,7 +16,6 @@ from mailer.providers.base import (
     ProviderUnavailable,
 )
 from mailer.providers.smtp import SmtpProvider
-from tests.fakes.smtp import ScriptedHandler
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
 

@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from harness.factories import loopback_smtp
 from mailer.models import DeliveryAttempt, Email, EmailStatus
 from mailer.services import (
     email_claim,
@@ -37,11 +38,7 @@ def queue_mode(settings):
 
 @pytest.fixture
 def sink_provider(add_provider, smtp_sink):
-    return add_provider("smtp", name="sink", settings=_smtp(smtp_sink.port))
-
-
-def _smtp(port: int) -> dict:
-    return {"host": "127.0.0.1", "port": port, "security": "none"}
+    return add_provider("smtp", name="sink", settings=loopback_smtp(smtp_sink.port))
 
 
 def _queued(account) -> Email:
@@ -66,10 +63,10 @@ def test_queue_mode_stores_queued_and_answers_202(
 def test_queue_mode_replays_a_queued_idempotent_request_as_202(
     api, queue_mode, sink_provider, django_capture_on_commit_callbacks
 ):
-    headers = {"HTTP_IDEMPOTENCY_KEY": "order-7"}
+    headers = {"Idempotency-Key": "order-7"}
     with django_capture_on_commit_callbacks():
-        first = api.post("/api/v1/emails", EMAIL, headers)
-        again = api.post("/api/v1/emails", EMAIL, headers)
+        first = api.post("/api/v1/emails", EMAIL, headers=headers)
+        again = api.post("/api/v1/emails", EMAIL, headers=headers)
     assert (first.status_code, again.status_code) == (202, 202)
     assert again.json()["id"] == first.json()["id"] and again["Idempotent-Replayed"] == "true"
 
@@ -104,7 +101,7 @@ def test_retry_delay_doubles_with_jitter_up_to_the_maximum(queue_mode):
 def test_all_providers_down_queues_again_with_backoff(
     account, add_provider, closed_port, queue_mode
 ):
-    add_provider("smtp", name="down", settings=_smtp(closed_port))
+    add_provider("smtp", name="down", settings=loopback_smtp(closed_port))
     email = _queued(account)
     before = timezone.now()
     assert email_process(email_id=email.pk) == "queued"
@@ -116,10 +113,10 @@ def test_all_providers_down_queues_again_with_backoff(
 
 
 def test_rejected_fails_at_once_in_queue_mode(account, add_provider, smtp_server, queue_mode):
-    from tests.fakes.smtp import ScriptedHandler
+    from harness.smtp import ScriptedHandler
 
     bad = smtp_server(ScriptedHandler(rcpt_replies={"rcpt@example.org": "550 5.1.1 no such user"}))
-    add_provider("smtp", name="strict", settings=_smtp(bad.port))
+    add_provider("smtp", name="strict", settings=loopback_smtp(bad.port))
     email = _queued(account)
     assert email_process(email_id=email.pk) == "failed"
     email.refresh_from_db()
@@ -127,7 +124,7 @@ def test_rejected_fails_at_once_in_queue_mode(account, add_provider, smtp_server
 
 
 def test_past_max_age_the_try_fails_with_the_reason(account, add_provider, closed_port, queue_mode):
-    add_provider("smtp", name="down", settings=_smtp(closed_port))
+    add_provider("smtp", name="down", settings=loopback_smtp(closed_port))
     email = _queued(account)
     Email.objects.filter(pk=email.pk).update(
         created_at=timezone.now() - timedelta(hours=25), tries=6, next_attempt_at=timezone.now()
@@ -138,7 +135,7 @@ def test_past_max_age_the_try_fails_with_the_reason(account, add_provider, close
 
 
 def test_sync_mode_keeps_one_try_and_fails_at_once(account, add_provider, closed_port):
-    add_provider("smtp", name="down", settings=_smtp(closed_port))
+    add_provider("smtp", name="down", settings=loopback_smtp(closed_port))
     email = email_send(account=account, outgoing=outgoing()).email
     assert email.status == EmailStatus.FAILED and email.tries == 1
     assert email.failure_reason.startswith("No provider accepted the message")

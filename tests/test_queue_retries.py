@@ -4,14 +4,19 @@ clear reason, and one circuit breaker state shared by every worker through Redis
 
 from __future__ import annotations
 
+import http.client
+import threading
 from datetime import datetime
 
 import pytest
 
+from harness.factories import loopback_smtp
+from harness.ports import free_port
+from harness.smtp import SmtpServer
+from harness.waiting import wait_until
 from tests.appserver import create_account
-from tests.fakes.smtp import SmtpServer, free_port
-from tests.queue_site import email, post_many, received_ids, start_queue_site
-from tests.workers import start_worker, wait_until
+from tests.queue_site import email, post_many, received_ids, start_queue_site, wait_for_status
+from tests.workers import start_worker
 
 RETRY = {"RETRY_BASE_SECONDS": "1", "RETRY_MAX_SECONDS": "8"}
 
@@ -28,39 +33,74 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _delays(detail: dict, schedule: dict[int, str]) -> list[float]:
-    """Seconds from the end of each failed try to the next_attempt_at it scheduled."""
-    delays = []
+def _delays(detail: dict, schedule: dict[int, str]) -> dict[int, float]:
+    """Try number -> seconds from the end of that failed try to the next_attempt_at it set."""
+    delays = {}
     for number, due in sorted(schedule.items()):
         last = [a for a in detail["attempts"] if a["try_number"] == number][-1]
         ended = _time(last["started_at"]).timestamp() + last["duration_ms"] / 1000
-        delays.append(_time(due).timestamp() - ended)
+        delays[number] = _time(due).timestamp() - ended
     return delays
+
+
+class Schedules:
+    """Watches emails through the API, one thread each, and keeps the next_attempt_at each
+    failed try set. That value lives only until the next try starts (at least 0.8 s later), so
+    each email is polled on its own: on a loaded machine a round over all of them may take
+    longer than that."""
+
+    def __init__(self, site, token: str, ids: list[int]) -> None:
+        self.site, self.token = site, token
+        self.seen: dict[int, dict[int, str]] = {pk: {} for pk in ids}
+        self.tries: dict[int, int] = dict.fromkeys(ids, 0)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, args=(pk,)) for pk in ids]
+
+    def _watch(self, pk: int) -> None:
+        api = self.site.api(self.token)
+        while not self._stop.wait(0.05):
+            try:
+                detail = api.get(f"/api/v1/emails/{pk}").json()
+            except (OSError, http.client.HTTPException):
+                continue  # a refused or dropped request: ask again
+            self.tries[pk] = detail["tries"]
+            if detail["status"] == "queued" and detail["tries"]:
+                self.seen[pk].setdefault(detail["tries"], detail["next_attempt_at"])
+
+    def __enter__(self) -> Schedules:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def four_waits(self) -> bool:
+        """Each email's tries 1 to 4 have set their waits (or one was missed for good: its
+        email is past try 5, and the test says which)."""
+        return all({1, 2, 3, 4} <= set(self.seen[pk]) or self.tries[pk] > 5 for pk in self.seen)
+
+    def progress(self) -> int:
+        """Tries started so far over all the emails: moves as long as the retries go on."""
+        return sum(self.tries.values())
 
 
 def test_emails_wait_with_growing_backoff_and_go_out_when_a_provider_is_back(site, tmp_path):
     port = free_port()  # nothing listens yet: every attempt is refused
     token = create_account(site, "patient", smtp_port=port)
-    worker = start_worker(site, tmp_path, "patient", beat=True, MAX_DELIVERY_AGE="300", **RETRY)
+    worker = start_worker(site, tmp_path, "patient", beat=True, MAX_DELIVERY_AGE="600", **RETRY)
     sink = None
     try:
         ids = [body["id"] for body in post_many(site, token, 3, "Patient")]
-        schedules: dict[int, dict[int, str]] = {pk: {} for pk in ids}
-
-        def watch() -> bool:
-            for pk in ids:
-                detail = email(site, token, pk)
-                if detail["status"] == "queued" and detail["tries"]:
-                    schedules[pk][detail["tries"]] = detail["next_attempt_at"]
-            return all(len(schedule) >= 4 for schedule in schedules.values())
-
-        wait_until(watch, timeout=60, what="4 scheduled retries of each email", every=0.1)
+        with Schedules(site, token, ids) as schedules:
+            # Tries 1 to 4 of each email have set their waits (1, 2, 4, 8 s). However slow the
+            # machine, the wait goes on while the tries do.
+            wait_until(schedules.four_waits, timeout=60, progress=schedules.progress,
+                       what="4 scheduled retries of each email")  # fmt: skip
         sink = SmtpServer(port=port).start()  # the provider comes back
-        wait_until(
-            lambda: all(email(site, token, pk)["status"] == "sent" for pk in ids),
-            timeout=40,
-            what="all sent once the provider is back",
-        )
+        wait_for_status(site, token, ids, "sent", what="all sent once the provider is back")
     finally:
         worker.stop()
         if sink is not None:
@@ -68,11 +108,13 @@ def test_emails_wait_with_growing_backoff_and_go_out_when_a_provider_is_back(sit
 
     for pk in ids:
         detail = email(site, token, pk)
-        delays = _delays(detail, {n: due for n, due in schedules[pk].items() if n <= 4})
+        delays = _delays(detail, {n: due for n, due in schedules.seen[pk].items() if n <= 4})
+        assert set(delays) == {1, 2, 3, 4}, f"every wait was seen: {delays}"
         # 1 s doubling with ±20% jitter: each wait longer than the one before.
-        for number, delay in enumerate(delays, start=1):
+        for number, delay in delays.items():
             assert 0.8 * 2 ** (number - 1) - 0.1 <= delay <= 1.2 * 2 ** (number - 1) + 0.1, delays
-        assert delays == sorted(delays) and delays[-1] > 3 * delays[0], delays
+        waits = [delays[n] for n in sorted(delays)]
+        assert waits == sorted(waits) and waits[-1] > 3 * waits[0], delays
         tries = detail["tries"]
         assert tries >= 5 and detail["failure_reason"] == "" and not detail["possible_duplicate"]
         # Every try's attempts are kept: refused each time, then sent on the last (once its
@@ -88,11 +130,7 @@ def test_past_max_delivery_age_an_email_fails_with_a_clear_reason(site, tmp_path
     worker = start_worker(site, tmp_path, "hopeless", beat=True, MAX_DELIVERY_AGE="4", **RETRY)
     try:
         ids = [body["id"] for body in post_many(site, token, 2, "Hopeless")]
-        wait_until(
-            lambda: all(email(site, token, pk)["status"] == "failed" for pk in ids),
-            timeout=40,
-            what="both failed",
-        )
+        wait_for_status(site, token, ids, "failed", what="both failed")
     finally:
         worker.stop()
     for pk in ids:
@@ -108,30 +146,28 @@ def test_past_max_delivery_age_an_email_fails_with_a_clear_reason(site, tmp_path
 def test_one_workers_failures_open_the_circuit_for_the_others(site, tmp_path):
     sink = SmtpServer().start()
     token = create_account(site, "shared", smtp_port=free_port())  # "sink" on a dead port
-    code, backup = site.request(
-        "POST", "/api/v1/providers", token=token,
-        body={"kind": "smtp", "name": "backup",
-              "settings": {"host": "127.0.0.1", "port": sink.port, "security": "none"}},
-    )  # fmt: skip
-    assert code == 201, backup
+    api = site.api(token)
+    backup = api.post(
+        "/api/v1/providers",
+        {"kind": "smtp", "name": "backup", "settings": loopback_smtp(sink.port)},
+    )
+    assert backup.status_code == 201, backup
     env = {"BREAKER_RESET_SECONDS": "300", **RETRY}
     try:
         first = start_worker(site, tmp_path, "first", **env)
         try:
             ids = [body["id"] for body in post_many(site, token, 3, "Opens")]
-            wait_until(lambda: all(email(site, token, pk)["status"] == "sent" for pk in ids),
-                       timeout=30, what="3 sent via the backup")  # fmt: skip
+            wait_for_status(site, token, ids, "sent", what="3 sent via the backup")
         finally:
             first.stop()
-        code, providers = site.request("GET", "/api/v1/providers", token=token)
+        providers = api.get("/api/v1/providers").json()
         dead = next(p for p in providers["results"] if p["name"] == "sink")
         assert dead["circuit"]["state"] == "open", dead
 
         second = start_worker(site, tmp_path, "second", **env)  # it never saw a failure
         try:
             [body] = post_many(site, token, 1, "Skips")
-            wait_until(lambda: email(site, token, body["id"])["status"] == "sent",
-                       timeout=30, what="sent by the second worker")  # fmt: skip
+            wait_for_status(site, token, [body["id"]], "sent", what="sent by the second worker")
         finally:
             second.stop()
     finally:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import astuple
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,30 +25,28 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from harness import ROOT, procs
+from harness.factories import loopback_smtp
+from harness.procs import children, stop_group
+from harness.smtp import ScriptedHandler, SmtpServer
+from harness.waiting import wait_until
 from mailer.models import DeliveryAttempt, Email, EmailStatus
 from mailer.services import (
-    IdempotencyConflict,
     email_claim,
     email_create,
     email_send,
     emails_sweep,
 )
-from tests.appserver import ROOT, AppServer, create_account, start_app_server
+from mailer.services.emails import IdempotencyInFlight
+from tests.appserver import AppServer, create_account, start_app_server
 from tests.conftest import outgoing
-from tests.fakes.smtp import ScriptedHandler, SmtpServer
-from tests.live import stop_group
-from tests.workers import wait_until
 
 # Lease and sweep logic, in process -------------------------------------------------------------
 
 
-def _smtp(port: int) -> dict:
-    return {"host": "127.0.0.1", "port": port, "security": "none"}
-
-
 @pytest.fixture
 def sink_provider(add_provider, smtp_sink):
-    return add_provider("smtp", name="sink", settings=_smtp(smtp_sink.port))
+    return add_provider("smtp", name="sink", settings=loopback_smtp(smtp_sink.port))
 
 
 @pytest.fixture
@@ -156,7 +154,7 @@ def test_a_dead_send_with_nothing_recorded_is_retried_inline_and_flagged(
 def test_a_retry_that_fails_again_waits_with_queue_mode_backoff(
     account, add_provider, closed_port, sync_mode
 ):
-    add_provider("smtp", name="down", settings=_smtp(closed_port))
+    add_provider("smtp", name="down", settings=loopback_smtp(closed_port))
     email = _died_mid_send(account)
     _lease_runs_out(email)
     before = timezone.now()
@@ -192,9 +190,8 @@ def test_the_idempotency_key_answers_409_until_the_sweep_ends_the_send_then_the_
 ):
     key = {"idempotency_key": "order-42", "fingerprint": "f" * 64}
     email = _died_mid_send(account, **key)
-    with pytest.raises(IdempotencyConflict) as conflict:
+    with pytest.raises(IdempotencyInFlight):
         email_send(account=account, outgoing=outgoing(), **key)
-    assert conflict.value.status == 409
     _lease_runs_out(email)
     emails_sweep(inline=True)
     replay = email_send(account=account, outgoing=outgoing(), **key)
@@ -310,20 +307,6 @@ def stalling_smtp():
     server.stop()
 
 
-def _children(pid: int) -> list[int]:
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # pid (comm) state ppid ...: comm may hold spaces, so split after its parenthesis.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(entry.name))
-    return children
-
-
 def _sockets_to(port: int) -> set[str]:
     """Inodes of the established TCP connections to 127.0.0.1:port."""
     inodes = set()
@@ -343,7 +326,7 @@ def _worker_sending_to(master: int, port: int) -> int:
     """The gunicorn worker (a child of the master) with a connection open to the SMTP port."""
     inodes = _sockets_to(port)
     holders = []
-    for pid in _children(master):
+    for pid in children(master):
         try:
             fds = list(Path(f"/proc/{pid}/fd").iterdir())
         except OSError:
@@ -356,7 +339,7 @@ def _worker_sending_to(master: int, port: int) -> int:
                 continue
         if any(f"socket:[{inode}]" in links for inode in inodes):
             holders.append(pid)
-    assert len(holders) == 1, f"one worker sends: {holders} of {_children(master)}"
+    assert len(holders) == 1, f"one worker sends: {holders} of {children(master)}"
     return holders[0]
 
 
@@ -372,17 +355,16 @@ class Post(threading.Thread):
     def run(self) -> None:
         server, token, body, headers = self.args_
         try:
-            self.answer = server.request(
-                "POST", "/api/v1/emails", body, token=token, headers=headers
-            )
+            response = server.api(token).post("/api/v1/emails", body, headers=headers)
+            self.answer = response.status_code, response.json()
         except BaseException as error:  # the connection dies with the worker
             self.error = error
 
 
 def _email(server: AppServer, token: str, email_id: int) -> dict:
-    code, body = server.request("GET", f"/api/v1/emails/{email_id}", token=token)
-    assert code == 200, body
-    return body
+    response = server.api(token).get(f"/api/v1/emails/{email_id}")
+    assert response.status_code == 200, response
+    return response.json()
 
 
 def _ended(server: AppServer, token: str, email_id: int) -> dict | None:
@@ -391,9 +373,10 @@ def _ended(server: AppServer, token: str, email_id: int) -> dict | None:
 
 
 def _only_email(server: AppServer, token: str) -> dict | None:
-    code, body = server.request("GET", "/api/v1/emails", token=token)
-    assert code == 200, body
-    return body["results"][0] if body["results"] else None
+    response = server.api(token).get("/api/v1/emails")
+    assert response.status_code == 200, response
+    results = response.json()["results"]
+    return results[0] if results else None
 
 
 def _kill_mid_send(server: AppServer, token: str, smtp: SmtpServer, body: dict, key: str) -> dict:
@@ -411,35 +394,27 @@ def _kill_mid_send(server: AppServer, token: str, smtp: SmtpServer, body: dict, 
     assert handler.abandoned.wait(30), "the SMTP server saw the send vanish unanswered"
     handler.stalling.clear()  # the provider answers from now on
     # Left `sending`; a repeat of the request is told it is still in flight.
-    code, problem = server.request(
-        "POST", "/api/v1/emails", body, token=token, headers={"Idempotency-Key": key}
-    )
-    assert code == 409 and problem["email_id"] == email["id"], (code, problem)
+    repeat = server.api(token).post("/api/v1/emails", body, headers={"Idempotency-Key": key})
+    assert repeat.status_code == 409 and repeat.json()["email_id"] == email["id"], repeat
     assert _email(server, token, email["id"])["status"] == "sending"
     return email
 
 
 def _replay_answers_the_final_email(server, token, body, key, email_id) -> dict:
-    code, replay = server.request(
-        "POST", "/api/v1/emails", body, token=token, headers={"Idempotency-Key": key}
-    )
-    assert code == 201 and replay["id"] == email_id, (code, replay)
-    return replay
+    replay = server.api(token).post("/api/v1/emails", body, headers={"Idempotency-Key": key})
+    assert replay.status_code == 201 and replay.json()["id"] == email_id, replay
+    return replay.json()
 
 
 def _start_sweep_loop(server: AppServer, tmp: Path) -> tuple[subprocess.Popen, Path]:
     log = tmp / "sweep.log"
-    process = subprocess.Popen(
+    process = procs.start(
         [sys.executable, "manage.py", "deliver_pending", "--loop", "--interval", "0.2"],
-        cwd=ROOT,
         env={**server.env, "PYTHONUNBUFFERED": "1"},
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=log,
     )
-    wait_until(lambda: "Sweeping the outbox" in log.read_text() or process.poll() is not None,
-               timeout=60, what="the sweep loop to start")  # fmt: skip
-    assert process.poll() is None, log.read_text()
+    wait_until(lambda: "Sweeping the outbox" in log.read_text(), timeout=120, process=process,
+               what="the sweep loop to start")  # fmt: skip
     return process, log
 
 
@@ -453,8 +428,9 @@ def test_a_worker_killed_mid_send_is_ended_by_the_sweep_loop(site, stalling_smtp
         # Once the lease runs out, the loop takes it back and, as nothing was recorded, tries
         # again here: the provider accepts.
         final = wait_until(
-            lambda: _ended(site, token, email["id"]), timeout=90, what="the sweep to end it"
-        )
+            lambda: _ended(site, token, email["id"]), timeout=120, process=sweep,
+            what="the sweep to end it",
+        )  # fmt: skip
     finally:
         sweep.send_signal(signal.SIGTERM)
         try:
@@ -482,31 +458,19 @@ def test_a_worker_killed_mid_send_is_ended_by_deliver_pending_from_cron(
     # The stalling provider first; after the kill it refuses (421), so the sweep's retry fails
     # over to the second provider.
     token = create_account(site, "cron", smtp_port=stalling_smtp.port)
-    site.manage(
-        code=(
-            "from django.contrib.auth import get_user_model\n"
-            "from mailer.services import provider_config_create\n"
-            "user = get_user_model().objects.get(username='cron')\n"
-            "provider_config_create(account=user, kind='smtp', name='backup', settings="
-            f"{{'host': '127.0.0.1', 'port': {smtp_sink.port}, 'security': 'none'}})\n"
-        )
-    )
+    site.factory("provider", "cron", "smtp", "--name", "backup", "--smtp-port", str(smtp_sink.port))
     body = {"from": "shop@example.com", "to": "ann@example.org", "subject": "Order 2",
             "text": "Thanks."}  # fmt: skip
     stalling_smtp.handler.data_reply = "421 4.3.2 Service shutting down"
     email = _kill_mid_send(site, token, stalling_smtp, body, "order-2")
-    lease_end = float(
-        site.manage(
-            code=(
-                "from mailer.models import Email\n"
-                f"print(Email.objects.get(pk={email['id']}).lease_expires_at.timestamp())\n"
-            )
-        ).split()[-1]
+    [row] = site.factory(
+        "rows", "mailer.Email", f"pk={email['id']}", "--fields", "lease_expires_at"
     )
+    lease_end = datetime.fromisoformat(row["lease_expires_at"]).timestamp()
     # The same command, run too early, leaves a send whose lease still runs.
     if time.time() < lease_end - 3:
         assert "released 0" in site.manage("deliver_pending")
-    wait_until(lambda: time.time() > lease_end + 0.1, timeout=60, what="the lease to run out")
+    wait_until(lambda: time.time() > lease_end + 0.1, timeout=120, what="the lease to run out")
     out = site.manage("deliver_pending")
     assert "released 1, enqueued 0, delivered 1, still waiting 0" in out, out
 

@@ -1,26 +1,17 @@
 """/api/v1/emails: send, list (cached), detail."""
 
-import hashlib
-import json
-
 from django.conf import settings
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from ninja import Field as NinjaField
 from ninja import Header, Query, Router, Schema, Status
 
 from mailer import selectors
-from mailer.models import Email, EmailStatus
-from mailer.services import IdempotencyConflict, email_send
-from mailer.validation import (
-    Attachment,
-    InvalidEmail,
-    OutgoingEmail,
-    decode_base64,
-    invalid_text,
-    validate,
-)
+from mailer.errors import InvalidInput
+from mailer.models import EmailStatus, ProviderConfig
+from mailer.send_request import outgoing_email, request_fingerprint
+from mailer.services import email_send
+from mailer.validation import Attachment, OutgoingEmail, decode_base64, invalid_text
 
-from .problems import problem
 from .schemas import DbId, EmailIn, EmailOut, EmailPage, EmailStatusName, Problem
 
 router = Router(tags=["emails"])
@@ -32,7 +23,7 @@ ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 
 def _outgoing(payload: EmailIn) -> OutgoingEmail:
     """The email the payload asks for, validated: InvalidEmail names every bad field (attachment
     contents that are not base64 among them)."""
-    attachments, errors = [], {}
+    attachments, problems = [], {}
     decode = len(payload.attachments) <= settings.MAX_ATTACHMENTS  # else refused by count
     for index, item in enumerate(payload.attachments):
         content = b""
@@ -40,9 +31,10 @@ def _outgoing(payload: EmailIn) -> OutgoingEmail:
             try:
                 content = decode_base64(item.content)
             except ValueError as exc:
-                errors.setdefault(f"attachments[{index}].content", []).append(str(exc))
+                problems.setdefault(f"attachments[{index}].content", []).append(str(exc))
         attachments.append(Attachment(item.filename, item.content_type, content))
-    outgoing = OutgoingEmail(
+    return outgoing_email(
+        problems=problems,
         from_email=payload.from_,
         to=payload.to,
         cc=payload.cc,
@@ -55,30 +47,39 @@ def _outgoing(payload: EmailIn) -> OutgoingEmail:
         attachments=attachments,
         metadata=payload.metadata,
     )
-    try:
-        validate(outgoing)
-    except InvalidEmail as exc:
-        if not errors:
-            raise
-        if exc.status == 400:  # field errors: name them with the attachments' (not a 413)
-            errors = {**exc.errors, **errors}
-    if errors:
-        raise InvalidEmail(errors)
-    return outgoing
 
 
-def _fingerprint(payload: EmailIn) -> str:
-    canonical = json.dumps(payload.model_dump(mode="json", by_alias=True), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _idempotency_key(header: str | None) -> str:
+    key = (header or "").strip()
+    if len(key) > 255:
+        raise InvalidInput(
+            {"Idempotency-Key": ["too long"]},
+            message="Idempotency-Key must be at most 255 characters.",
+        )
+    if found := invalid_text(key):
+        raise InvalidInput(
+            {"Idempotency-Key": [f"contains {found}"]},
+            message=f"Idempotency-Key can't contain {found}.",
+        )
+    return key
 
 
-def _email_response(email: Email) -> Status:
-    status = (
-        502
-        if email.status == EmailStatus.FAILED
-        else (201 if email.status == EmailStatus.SENT else 202)
-    )
-    return Status(status, selectors.email_detail(email))
+def _requested_provider(account, ref: int | str | None) -> ProviderConfig | None:
+    if ref in (None, ""):
+        return None
+    requested = selectors.provider_resolve(account=account, ref=ref)
+    if requested is None:
+        choices = selectors.provider_choices(account=account)
+        raise InvalidInput(
+            {"provider": ["unknown provider"]},
+            message=f"Unknown or disabled provider {ref!r}; choose one of: "
+            f"{', '.join(choices) or 'none configured'}.",
+        )
+    return requested
+
+
+# A sent email is created (201), a failed one a bad gateway (502), any other accepted (202).
+STATUS_OF = {EmailStatus.SENT: 201, EmailStatus.FAILED: 502}
 
 
 @router.post(
@@ -101,49 +102,25 @@ def send_email(
     Repeating a request with the same `Idempotency-Key` (within 24 hours) returns the first
     answer without sending again.
     """
-    key = (idempotency_key or "").strip()
-    if len(key) > 255:
-        return problem(
-            422,
-            "Idempotency-Key must be at most 255 characters.",
-            errors=[{"field": "Idempotency-Key", "message": "too long"}],
-        )
-    if found := invalid_text(key):
-        return problem(
-            422,
-            f"Idempotency-Key can't contain {found}.",
-            errors=[{"field": "Idempotency-Key", "message": f"contains {found}"}],
-        )
+    key = _idempotency_key(idempotency_key)
     # Validated before anything else reads it (the provider lookup, the fingerprint, storage).
     outgoing = _outgoing(payload)
-    requested = None
-    if payload.provider not in (None, ""):
-        requested = selectors.provider_resolve(account=request.account, ref=payload.provider)
-        if requested is None:
-            choices = selectors.provider_choices(account=request.account)
-            return problem(
-                422,
-                f"Unknown or disabled provider {payload.provider!r}; choose one "
-                f"of: {', '.join(choices) or 'none configured'}.",
-                errors=[{"field": "provider", "message": "unknown provider"}],
-            )
-    try:
-        result = email_send(
-            account=request.account,
-            outgoing=outgoing,
-            requested_provider=requested,
-            idempotency_key=key,
-            fingerprint=_fingerprint(payload) if key else "",
-        )
-    except IdempotencyConflict as exc:
-        return problem(exc.status, exc.message, email_id=exc.email.pk)
-    email = selectors.email_get(account=request.account, email_id=result.email.pk)
+    requested = _requested_provider(request.account, payload.provider)
+    result = email_send(
+        account=request.account,
+        outgoing=outgoing,
+        requested_provider=requested,
+        idempotency_key=key,
+        fingerprint=request_fingerprint(outgoing, requested) if key else "",
+    )
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
-    if result.email.status == EmailStatus.QUEUED:
-        # Queue mode: accepted. A worker may already be at it; the body shows where it is.
-        return Status(202, selectors.email_detail(email))
-    return _email_response(email)
+    email = selectors.email_get(account=request.account, email_id=result.email.pk)
+    # Queued is accepted (202) even if a worker is already at it: the body shows where it is.
+    queued = result.email.status == EmailStatus.QUEUED
+    return Status(
+        202 if queued else STATUS_OF.get(email.status, 202), selectors.email_detail(email)
+    )
 
 
 class ListFilters(Schema):
@@ -153,7 +130,9 @@ class ListFilters(Schema):
     provider: DbId | None = NinjaField(None, description="Only emails sent via this provider id")
 
 
-def _page_url(request, page: int) -> str:
+def _page_url(request, page: int | None) -> str | None:
+    if page is None:
+        return None
     query = request.GET.copy()
     query["page"] = str(page)
     return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
@@ -164,18 +143,20 @@ def _page_url(request, page: int) -> str:
 )
 def list_emails(request, filters: Query[ListFilters]):
     """The account's emails, newest first, `page_size` (at most 100) a page."""
-    data = selectors.email_list(
+    page = selectors.email_page(
         account_id=request.account.pk,
         page=filters.page,
         page_size=filters.page_size,
         status=filters.status,
         provider_id=filters.provider,
     )
-    pages = max(1, -(-data["count"] // data["page_size"]))
     return {
-        **data,
-        "next": _page_url(request, filters.page + 1) if filters.page < pages else None,
-        "previous": _page_url(request, filters.page - 1) if filters.page > 1 else None,
+        "count": page.count,
+        "page": page.number,
+        "page_size": page.size,
+        "next": _page_url(request, page.next_number),
+        "previous": _page_url(request, page.previous_number),
+        "results": page.results,
     }
 
 
@@ -184,8 +165,4 @@ def list_emails(request, filters: Query[ListFilters]):
 )
 def get_email(request, email_id: DbId):
     """One email with every delivery attempt."""
-    try:
-        email = selectors.email_get(account=request.account, email_id=email_id)
-    except Email.DoesNotExist:
-        raise Http404 from None
-    return selectors.email_detail(email)
+    return selectors.email_detail(selectors.email_get(account=request.account, email_id=email_id))

@@ -4,13 +4,14 @@ import json
 import logging
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from mailer.provider_settings import ProviderSettingsError
+from mailer.errors import AppError, Conflict, InvalidInput, MessageTooLarge, nearest
 from mailer.ratelimit import RateLimited
-from mailer.validation import InvalidEmail
+from mailer.services.emails import IdempotencyConflict, IdempotencyKeyReused
 
 logger = logging.getLogger("mailer.api")
 
@@ -20,6 +21,15 @@ TITLES = {
     415: "Unsupported media type", 422: "Unprocessable content", 429: "Too many requests",
     502: "Bad gateway",
 }  # fmt: skip
+# The one map from application errors to the API's statuses: the nearest class listed wins.
+STATUSES: dict[type[AppError], int] = {
+    AppError: 400,
+    InvalidInput: 422,  # the original contract's 400 is its own
+    MessageTooLarge: 413,
+    Conflict: 409,
+    IdempotencyKeyReused: 422,  # the key names another request: this one is unprocessable
+    RateLimited: 429,
+}
 
 
 class BadBody(Exception):
@@ -65,6 +75,26 @@ def _field(loc: list | tuple) -> str:
     return name or "body"
 
 
+def app_error(exc: AppError) -> HttpResponse:
+    """The API's answer to an application error: its status from STATUSES, every field error,
+    and what the client needs to go on (the email holding an Idempotency-Key, when to retry)."""
+    status = nearest(STATUSES, exc)
+    errors = [
+        {"field": field, "message": message}
+        for field, messages in exc.errors.items()
+        for message in messages
+    ]
+    if isinstance(exc, RateLimited):
+        return problem(
+            status,
+            f"{exc} Retry after {exc.retry_after} seconds.",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, IdempotencyConflict):
+        return problem(status, str(exc), errors=errors, email_id=exc.email.pk)
+    return problem(status, str(exc), errors=errors)
+
+
 def install(api: NinjaAPI) -> None:
     @api.exception_handler(ValidationError)
     def validation_error(request, exc: ValidationError):
@@ -75,18 +105,7 @@ def install(api: NinjaAPI) -> None:
         fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
         return problem(422, f"Invalid fields: {fields}.", errors=errors)
 
-    def invalid_fields(request, exc: InvalidEmail | ProviderSettingsError):
-        errors = [
-            {"field": field, "message": message}
-            for field, messages in exc.errors.items()
-            for message in messages
-        ]
-        # The API says 422 for invalid fields (the original contract's 400 is legacy-only).
-        status = exc.status if exc.status in (409, 413) else 422
-        return problem(status, str(exc), errors=errors)
-
-    api.add_exception_handler(InvalidEmail, invalid_fields)
-    api.add_exception_handler(ProviderSettingsError, invalid_fields)
+    api.add_exception_handler(AppError, lambda request, exc: app_error(exc))
 
     @api.exception_handler(AuthenticationError)
     def unauthorized(request, exc: AuthenticationError):
@@ -97,17 +116,12 @@ def install(api: NinjaAPI) -> None:
             headers={"WWW-Authenticate": 'Bearer realm="api"'},
         )
 
-    @api.exception_handler(RateLimited)
-    def rate_limited(request, exc: RateLimited):
-        return problem(
-            429,
-            f"{exc} Retry after {exc.retry_after} seconds.",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-
-    @api.exception_handler(Http404)
     def not_found(request, exc):
         return problem(404, "No such resource for this account.")
+
+    # A selector's Model.DoesNotExist: an id of nothing, or of another account's thing.
+    api.add_exception_handler(Http404, not_found)
+    api.add_exception_handler(ObjectDoesNotExist, not_found)
 
     @api.exception_handler(HttpError)
     def http_error(request, exc: HttpError):

@@ -1,21 +1,23 @@
 """/api/v1/providers: the account's provider configs (secrets write-only) and a test send."""
 
-from django.conf import settings
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from ninja import Router, Status
 
-from mailer.models import ProviderConfig
-from mailer.selectors.providers import provider_detail, provider_get, provider_list
+from mailer.delivery.breaker import breaker
+from mailer.provider_settings import ProviderSettingsError
+from mailer.selectors.providers import (
+    provider_detail,
+    provider_get,
+    provider_list,
+    provider_test_addresses,
+)
 from mailer.services.providers import (
-    breaker,
-    provider_config_add,
-    provider_config_change,
+    provider_config_create,
     provider_config_delete,
+    provider_config_update,
     provider_test_send,
 )
-from mailer.validation import check_address
 
-from .problems import problem
 from .schemas import (
     DbId,
     Problem,
@@ -31,13 +33,6 @@ router = Router(tags=["providers"])
 
 ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 415: Problem, 422: Problem,
           429: Problem}  # fmt: skip
-
-
-def _config(request, provider_id: DbId) -> ProviderConfig:
-    try:
-        return provider_get(account=request.account, provider_id=provider_id)
-    except ProviderConfig.DoesNotExist:
-        raise Http404 from None
 
 
 @router.get(
@@ -63,7 +58,7 @@ def create_provider(request, response: HttpResponse, payload: ProviderIn):
     """Add a provider. `secrets` are stored encrypted and never returned: `secrets_set` lists
     their names. 422 names each bad field (e.g. `settings.host`); 409 if the name is taken.
     Hosts must be public addresses (or names resolving only to public addresses)."""
-    config = provider_config_add(account=request.account, **payload.model_dump())
+    config = provider_config_create(account=request.account, **payload.model_dump())
     response["Location"] = request.build_absolute_uri(f"{request.path.rstrip('/')}/{config.pk}")
     return Status(201, provider_detail(config, breaker=breaker()))
 
@@ -76,7 +71,9 @@ def create_provider(request, response: HttpResponse, payload: ProviderIn):
 )
 def get_provider(request, provider_id: DbId):
     """One provider with its circuit state; never its secrets."""
-    return provider_detail(_config(request, provider_id), breaker=breaker())
+    return provider_detail(
+        provider_get(account=request.account, provider_id=provider_id), breaker=breaker()
+    )
 
 
 @router.patch(
@@ -89,8 +86,15 @@ def update_provider(request, provider_id: DbId, payload: ProviderPatch):
     """Change the fields given. `settings` replaces all settings of the kind (defaults fill the
     rest); `secrets` merge into the stored ones, and `""` or `null` removes one (required ones
     can't be removed). The kind can't change. Any change closes the provider's circuit."""
-    config = _config(request, provider_id)
-    config = provider_config_change(config=config, **payload.model_dump(exclude_unset=True))
+    config = provider_get(account=request.account, provider_id=provider_id)
+    changes = payload.model_dump(exclude_unset=True)
+    kind = changes.pop("kind", None)  # accepted when it is the same
+    if kind not in (None, config.kind):
+        message = (
+            f"can't change from {config.kind!r}; create a new provider of kind {kind!r} instead."
+        )
+        raise ProviderSettingsError({"kind": [message]})
+    config = provider_config_update(config=config, **changes)
     return provider_detail(config, breaker=breaker())
 
 
@@ -99,7 +103,7 @@ def update_provider(request, provider_id: DbId, payload: ProviderPatch):
 )
 def delete_provider(request, provider_id: DbId):
     """Remove a provider. Emails sent through it keep their history (without the link)."""
-    provider_config_delete(config=_config(request, provider_id))
+    provider_config_delete(config=provider_get(account=request.account, provider_id=provider_id))
     return Status(204, None)
 
 
@@ -117,25 +121,11 @@ def test_provider(request, provider_id: DbId, payload: ProviderTestIn | None = N
     The attempt counts for the provider's circuit like a real one; an open circuit does not
     stop the test. `to` defaults to the account's email, `from` to the site's sender.
     """
-    config = _config(request, provider_id)
+    config = provider_get(account=request.account, provider_id=provider_id)
     payload = payload or ProviderTestIn()
-    to = payload.to or request.account.email
-    from_email = payload.from_ or settings.DEFAULT_FROM_EMAIL
-    if not to:
-        return problem(
-            422,
-            "Your account has no email address: give `to`, the address to send the test to.",
-            errors=[{"field": "to", "message": "is required: the account has no email."}],
-        )
-    errors = [
-        {"field": field, "message": message}
-        for field, value in (("to", to), ("from", from_email))
-        if (message := check_address(value))
-    ]
-    if errors:
-        return problem(
-            422, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors
-        )
+    to, from_email = provider_test_addresses(
+        account=request.account, to=payload.to, from_email=payload.from_
+    )
     attempt = provider_test_send(config=config, to=to, from_email=from_email)
     return {
         "outcome": attempt.outcome,

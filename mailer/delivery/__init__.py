@@ -1,1 +1,2 @@
-"""Cross-provider delivery policy for one message: classification, circuit breaking, failover."""
+"""Cross-provider delivery policy for one message, without the database: classification,
+circuit breaking (breaker.py), failover, and the per-process pool of built providers (pool.py)."""

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.core.cache.backends.base import BaseCache
+from django.dispatch import Signal
+
+from mailer import cacheguard
 
 logger = logging.getLogger("mailer.delivery")
 
@@ -28,9 +33,13 @@ UNKNOWN = "unknown"  # the cache holding the state is unreachable
 # Counters of a provider that stops being used should not live forever.
 _STATE_TTL = 7 * 24 * 3600
 
+# Sent (sender=CircuitBreaker, key=...) when a failure opens a circuit, or opens it again after
+# a failed probe; mailer.metrics counts these.
+circuit_opened = Signal()
+
 
 # How a cache call that may fail is run: guard(what, operation, fallback) returns operation()'s
-# result, or `fallback` when the cache can't answer (the service passes mailer.cacheguard.call,
+# result, or `fallback` when the cache can't answer (breaker() below passes mailer.cacheguard.call,
 # which fails fast during an outage and logs it once).
 Guard = Callable[[str, Callable[[], Any], Any], Any]
 
@@ -154,9 +163,34 @@ class CircuitBreaker:
             failures,
             error,
         )
+        circuit_opened.send(sender=CircuitBreaker, key=key)
         return True
+
+    def states(self, keys: list[str], *, now: float | None = None) -> dict[str, str]:
+        """The state (CLOSED, OPEN or HALF_OPEN) of many circuits in one cache read; every one
+        UNKNOWN if the cache can't answer. For reports: it elects no probe."""
+        open_keys = {self._keys(key)[1]: key for key in keys}
+        values = self.guard("circuit states", lambda: self.cache.get_many(list(open_keys)), None)
+        if values is None:
+            return dict.fromkeys(keys, UNKNOWN)
+        now = time.time() if now is None else now
+        states = dict.fromkeys(keys, CLOSED)
+        for open_key, open_until in values.items():
+            states[open_keys[open_key]] = OPEN if now < open_until else HALF_OPEN
+        return states
 
     @_fail_open(lambda key: None)
     def reset(self, key: str) -> None:
         fails_key, open_key, probe_key, error_key = self._keys(key)
         self.cache.delete_many([fails_key, open_key, probe_key, error_key])
+
+
+def breaker() -> CircuitBreaker:
+    """The breaker every process shares through the default cache (Redis in production)."""
+    return CircuitBreaker(
+        cache,
+        threshold=settings.BREAKER_THRESHOLD,
+        reset_seconds=settings.BREAKER_RESET_SECONDS,
+        probe_seconds=settings.PROVIDER_TIMEOUT * 3,
+        guard=cacheguard.call,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # settings import this package, so keep Django's mail machinery out of it
+if TYPE_CHECKING:  # the registry stays light: a provider's module loads when it is used
     from .base import Provider
 
 # kind -> "module.Class"; modules are imported on first use so a missing optional SDK only
@@ -36,12 +36,15 @@ def build_provider(
     timeout: float,
     connect_timeout: float,
     attempt_deadline: float | None = None,
+    allow_private_hosts: bool | None = None,
 ) -> Provider:
-    """Build a provider instance from a config's plain settings and decrypted secrets."""
+    """Build a provider instance from a config's plain settings and decrypted secrets.
+    `allow_private_hosts` None means ALLOW_PRIVATE_PROVIDER_HOSTS."""
     options = {k: v for k, v in {**settings, **secrets}.items() if v not in (None, "")}
     return provider_class(kind)(
         timeout=timeout,
         connect_timeout=connect_timeout,
         attempt_deadline=attempt_deadline,
+        allow_private_hosts=allow_private_hosts,
         **options,
     )

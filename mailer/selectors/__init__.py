@@ -1,6 +1,6 @@
 """Reads: what pages and the API show. Caching of list pages lives here only."""
 
-from .emails import email_detail, email_get, email_list, email_texts
+from .emails import Page, email_detail, email_get, email_list, email_page, email_texts
 from .health import system_health
 from .providers import (
     circuit_dict,
@@ -9,18 +9,22 @@ from .providers import (
     provider_get,
     provider_list,
     provider_resolve,
+    provider_test_addresses,
 )
 
 __all__ = [
+    "Page",
     "circuit_dict",
     "email_detail",
     "email_get",
     "email_list",
+    "email_page",
     "email_texts",
     "provider_choices",
     "provider_detail",
     "provider_get",
     "provider_list",
     "provider_resolve",
+    "provider_test_addresses",
     "system_health",
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models.functions import Substr
 
-from mailer import cacheguard, listcache
+from mailer import cacheguard, listcache, metrics
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 
 MAX_PAGE_SIZE = 100
@@ -185,14 +186,63 @@ def email_list(
     page = max(1, page)
     version = listcache.version(account_id)
     if version is None:
+        metrics.list_page(cached=False)
         return _list_from_db(account_id, page, page_size, status, provider_id)
     key = listcache.page_key(account_id, version, status or "", provider_id or "", page, page_size)
     cached = listcache.get_page(key)
+    metrics.list_page(cached=cached is not None)
     if cached is not None:
         return cached
     result = _list_from_db(account_id, page, page_size, status, provider_id)
     listcache.store_page(key, result)
     return result
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list and where it sits among the pages (numbered from 1)."""
+
+    count: int
+    number: int
+    size: int
+    results: list[dict[str, Any]]
+
+    @property
+    def last(self) -> int:
+        """The last page's number: 1 for an empty list, which still has its (empty) page."""
+        return max(1, -(-self.count // self.size))
+
+    @property
+    def exists(self) -> bool:
+        return 1 <= self.number <= self.last
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.last
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def next_number(self) -> int | None:
+        return self.number + 1 if self.has_next else None
+
+    @property
+    def previous_number(self) -> int | None:
+        return self.number - 1 if self.has_previous else None
+
+
+def email_page(
+    *, account_id: int, page: int = 1, page_size: int = 10, clamp: bool = False, **filters: Any
+) -> Page:
+    """email_list's page (`filters`: its status and provider_id) as a Page. With `clamp`, a
+    page past the end (emails went away, or a hand-made URL) is the last page instead."""
+    data = email_list(account_id=account_id, page=page, page_size=page_size, **filters)
+    found = Page(data["count"], data["page"], data["page_size"], data["results"])
+    if clamp and found.number > found.last:
+        return email_page(account_id=account_id, page=found.last, page_size=page_size, **filters)
+    return found
 
 
 def email_texts(*, account_id: int, email_ids: list[int]) -> dict[int, str]:

@@ -6,8 +6,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+
 from mailer.delivery.breaker import CircuitBreaker, CircuitState
+from mailer.errors import InvalidInput
 from mailer.models import ProviderConfig
+from mailer.validation import check_address
 
 logger = logging.getLogger("mailer.selectors")
 
@@ -50,6 +54,30 @@ def circuit_dict(state: CircuitState) -> dict[str, Any]:
 def provider_list(*, account) -> list[ProviderConfig]:
     """The account's providers in failover order: ascending priority, then id."""
     return list(ProviderConfig.objects.filter(account=account).order_by("priority", "id"))
+
+
+def provider_test_addresses(
+    *, account, to: str | None = "", from_email: str | None = ""
+) -> tuple[str, str]:
+    """A test send's recipient and sender, (to, from_email): the account's address and the
+    site's sender (DEFAULT_FROM_EMAIL) unless given. InvalidInput names each that is missing or
+    not an address."""
+    to = to or account.email
+    from_email = from_email or settings.DEFAULT_FROM_EMAIL
+    if not to:
+        raise InvalidInput(
+            {"to": ["This field is required: your account has no email address to default to."]},
+            message="Your account has no email address: give `to`, the address to send the test "
+            "to.",
+        )
+    errors = {
+        field: [problem]
+        for field, value in (("to", to), ("from", from_email))
+        if (problem := check_address(value))
+    }
+    if errors:
+        raise InvalidInput(errors)
+    return to, from_email
 
 
 def provider_get(*, account, provider_id: int) -> ProviderConfig:

@@ -12,14 +12,9 @@ from .emails import (
 )
 from .enqueue import email_enqueue, emails_enqueue
 from .providers import (
-    breaker,
-    candidate_for,
-    provider_config_add,
-    provider_config_change,
     provider_config_create,
     provider_config_delete,
     provider_config_update,
-    provider_pool,
     provider_test_send,
 )
 from .queue import (
@@ -36,8 +31,6 @@ __all__ = [
     "IdempotencyConflict",
     "SendResult",
     "SweepReport",
-    "breaker",
-    "candidate_for",
     "email_claim",
     "email_create",
     "email_deliver",
@@ -50,12 +43,9 @@ __all__ = [
     "emails_enqueue",
     "emails_sweep",
     "failover_order",
-    "provider_config_add",
-    "provider_config_change",
     "provider_config_create",
     "provider_config_delete",
     "provider_config_update",
-    "provider_pool",
     "provider_test_send",
     "retry_delay",
     "token_authenticate",

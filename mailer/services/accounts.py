@@ -31,6 +31,7 @@ from django_ratelimit.core import get_usage
 
 from mailer import cacheguard
 from mailer.crypto import fernet
+from mailer.errors import Conflict
 from mailer.ratelimit import client_address
 
 logger = logging.getLogger("mailer.services")
@@ -353,7 +354,7 @@ def sign_up_link_read(link: str) -> dict | None:
     return details
 
 
-class SignUpConflict(Exception):
+class SignUpConflict(Conflict):
     """The username or the address got an account since the link was sent."""
 
 

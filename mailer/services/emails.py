@@ -14,15 +14,17 @@ from django.core.mail.utils import DNS_NAME
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mailer import listcache
+from mailer import listcache, metrics
 from mailer.compose import build_message
+from mailer.delivery.breaker import breaker
 from mailer.delivery.failover import Attempt, Delivery, deliver
+from mailer.delivery.pool import candidate_for
+from mailer.errors import Conflict
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 from mailer.providers.net import Deadline
 from mailer.validation import OutgoingEmail, validate
 
 from .enqueue import email_enqueue
-from .providers import breaker, candidate_for
 
 logger = logging.getLogger("mailer.services")
 
@@ -40,14 +42,20 @@ class SendResult:
     replayed: bool = False
 
 
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used for a different request (422) or is still in flight (409)."""
+class IdempotencyConflict(Conflict):
+    """The Idempotency-Key is held by `email`, and this request can't have its answer."""
 
-    def __init__(self, message: str, *, status: int, email: Email) -> None:
+    def __init__(self, message: str, *, email: Email) -> None:
         super().__init__(message)
-        self.message = message
-        self.status = status
         self.email = email
+
+
+class IdempotencyKeyReused(IdempotencyConflict):
+    """The key was already used with a different request."""
+
+
+class IdempotencyInFlight(IdempotencyConflict):
+    """The key's request is still being delivered: its answer is not known yet."""
 
 
 def failover_order(*, account, requested: ProviderConfig | None = None) -> list[ProviderConfig]:
@@ -89,8 +97,9 @@ def _earlier_use(
 ) -> Email | None:
     """The email that already holds this key, or None once an expired holder released it.
 
-    A repeat while the first is still being sent in sync mode is a 409 (its answer is not known
-    yet); a queued one (queue mode, or a sync send the sweep goes on with) answers as queued."""
+    A repeat while the first is still being sent in sync mode is IdempotencyInFlight (its answer
+    is not known yet); a queued one (queue mode, or a sync send the sweep goes on with) answers
+    as queued."""
     earlier = Email.objects.filter(account=account, idempotency_key=key).first()
     if earlier is None:
         return None
@@ -99,19 +108,17 @@ def _earlier_use(
         Email.objects.filter(pk=earlier.pk, idempotency_key=key).update(idempotency_key="")
         return None
     if earlier.request_fingerprint != fingerprint:
-        raise IdempotencyConflict(
+        raise IdempotencyKeyReused(
             "This Idempotency-Key was already used with a different request; use a new key "
             "for a new email.",
-            status=422,
             email=earlier,
         )
     # A `queued` email's answer is known (accepted, the sweep or a worker goes on with it); one
     # still `sending` in sync mode is not yet.
     if earlier.status == EmailStatus.SENDING and not in_flight_ok:
-        raise IdempotencyConflict(
+        raise IdempotencyInFlight(
             "A request with this Idempotency-Key is still being delivered; retry later to get "
             "its result.",
-            status=409,
             email=earlier,
         )
     return earlier
@@ -171,9 +178,7 @@ def email_create(
             continue
         transaction.on_commit(lambda: listcache.bump(account.pk))  # after readers can see it
         return row, True
-    raise IdempotencyConflict(
-        "Idempotency-Key contention; retry the request.", status=409, email=row
-    )
+    raise IdempotencyInFlight("Idempotency-Key contention; retry the request.", email=row)
 
 
 def _record_attempt(email: Email, attempt: Attempt) -> None:
@@ -191,6 +196,7 @@ def _record_attempt(email: Email, attempt: Attempt) -> None:
         duration_ms=round(attempt.duration * 1000),
         try_number=max(1, email.tries),
     )
+    metrics.attempt_finished(attempt)
 
 
 def email_try(
@@ -210,7 +216,7 @@ def email_try(
         if email.requested_provider and email.requested_provider.enabled
         else None,
     )
-    return deliver(
+    delivery = deliver(
         build_message(email),
         [candidate_for(config) for config in configs],
         breaker=breaker(),
@@ -218,6 +224,8 @@ def email_try(
         interrupts=interrupts,
         budget=Deadline(budget),
     )
+    metrics.delivery_finished(delivery)
+    return delivery
 
 
 def sent_fields(config: ProviderConfig | None, kind: str, message_id: str, now) -> dict:
@@ -273,6 +281,8 @@ def email_finish(*, email: Email, fields: dict[str, Any]) -> bool:
         logger.warning("email %s: lease lost before its outcome was stored", email.pk)
     elif email.status == EmailStatus.FAILED:
         logger.warning("email %s failed: %s", email.pk, email.failure_reason)
+    if held:
+        metrics.send_finished(email.status)
     listcache.bump(email.account_id)
     return bool(held)
 

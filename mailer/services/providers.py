@@ -1,89 +1,28 @@
-"""Writes for provider configs, and the per-process pool of built providers and the breaker."""
+"""Writes for provider configs, validated (mailer.provider_settings), a test send, the order."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 
-from django.conf import settings
-from django.core.cache import cache
+from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 
-from mailer import cacheguard, crypto, listcache
-from mailer.delivery.breaker import CircuitBreaker
-from mailer.delivery.failover import Attempt, Candidate, deliver
+from mailer import crypto, listcache
+from mailer.delivery.breaker import breaker
+from mailer.delivery.failover import Attempt, deliver
+from mailer.delivery.pool import candidate_for
 from mailer.models import ProviderConfig
 from mailer.provider_settings import (
+    ProviderNameTaken,
     ProviderSettingsError,
     clean_name,
     clean_priority,
     clean_provider,
 )
-from mailer.providers import build_provider
-from mailer.providers.base import Provider
 from mailer.providers.net import Deadline
 
 logger = logging.getLogger("mailer.services")
-
-# Circuit breaker ------------------------------------------------------------------------------
-
-
-def breaker() -> CircuitBreaker:
-    """The breaker shared by every process through the default cache."""
-    return CircuitBreaker(
-        cache,
-        threshold=settings.BREAKER_THRESHOLD,
-        reset_seconds=settings.BREAKER_RESET_SECONDS,
-        probe_seconds=settings.PROVIDER_TIMEOUT * 3,
-        guard=cacheguard.call,
-    )
-
-
-# Providers: one live instance per config per process -----------------------------------------
-
-
-class _ProviderPool:
-    """Built providers keyed by config id, rebuilt when the config changes. Bounded (LRU)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._items: OrderedDict[int, tuple[object, Provider]] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get(self, config: ProviderConfig) -> Provider:
-        version = (config.updated_at, config.kind, config.secrets_encrypted)
-        with self._lock:
-            item = self._items.get(config.pk)
-            if item is not None and item[0] == version:
-                self._items.move_to_end(config.pk)
-                return item[1]
-        provider = build_provider(
-            config.kind,
-            settings=config.settings,
-            secrets=crypto.decrypt_json(config.secrets_encrypted),
-            timeout=settings.PROVIDER_TIMEOUT,
-            connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
-            attempt_deadline=settings.ATTEMPT_DEADLINE_SECONDS,
-        )
-        with self._lock:
-            old = self._items.pop(config.pk, None)
-            self._items[config.pk] = (version, provider)
-            evicted = self._items.popitem(last=False) if len(self._items) > self._size else None
-        for stale in (old, evicted):
-            if stale is not None and stale[1] is not provider:
-                stale[1].close()
-        return provider
-
-    def clear(self) -> None:
-        with self._lock:
-            items, self._items = list(self._items.values()), OrderedDict()
-        for _, provider in items:
-            provider.close()
-
-
-provider_pool = _ProviderPool()
 
 
 # Provider configs ---------------------------------------------------------------------------
@@ -98,21 +37,41 @@ def provider_config_create(
     secrets: dict | None = None,
     priority: int | None = None,
     enabled: bool = True,
+    trusted: bool = False,
 ) -> ProviderConfig:
-    if priority is None:
+    """Add a provider to the account, after the end of its failover order unless `priority`
+    says otherwise. Raises ProviderSettingsError naming each bad field (ProviderNameTaken when
+    the only problem is a name the account already uses). `trusted` is for an operator seeding
+    providers on loopback (setup_demo, tests, the bench): it skips the private-address rule for
+    hosts, nothing else."""
+    errors: dict[str, list[str]] = {}
+    common = _clean_common({"name": name, "priority": priority}, errors)
+    if "name" not in common and "name" not in errors:
+        errors["name"] = ["is required."]
+    clean_settings, clean_secrets = {}, {}
+    try:
+        clean_settings, clean_secrets = clean_provider(
+            kind, settings or {}, secrets or {}, trusted=trusted
+        )
+    except ProviderSettingsError as exc:
+        errors.update(exc.errors)
+    _raise_if(errors, account.pk, common.get("name"))
+    if common.get("priority") is None:
         last = ProviderConfig.objects.filter(account=account).order_by("-priority").first()
-        priority = (last.priority + 10) if last else 10
-    clean_secrets = {k: v for k, v in (secrets or {}).items() if v not in (None, "")}
-    config = ProviderConfig.objects.create(
-        account=account,
-        kind=kind,
-        name=name,
-        settings=settings or {},
-        priority=priority,
-        enabled=enabled,
-        secrets_encrypted=crypto.encrypt_json(clean_secrets),
-        secret_names=sorted(clean_secrets),
-    )
+        common["priority"] = (last.priority + 10) if last else 10
+    try:
+        with transaction.atomic():
+            config = ProviderConfig.objects.create(
+                account=account,
+                kind=kind,
+                settings=clean_settings,
+                enabled=bool(enabled),
+                secrets_encrypted=crypto.encrypt_json(clean_secrets),
+                secret_names=sorted(clean_secrets),
+                **common,
+            )
+    except IntegrityError:
+        raise _name_taken(common["name"]) from None
     _bump_lists(account.pk)
     return config
 
@@ -125,26 +84,47 @@ def provider_config_update(
     secrets: dict | None = None,
     priority: int | None = None,
     enabled: bool | None = None,
+    trusted: bool = False,
 ) -> ProviderConfig:
-    """Update the fields given. Secrets merge: a key set to "" or None is removed."""
-    if name is not None:
-        config.name = name
-    if settings is not None:
-        config.settings = settings
-    if priority is not None:
-        config.priority = priority
+    """Change the fields given (None leaves one as it is): `settings` replaces all settings of
+    the kind (defaults fill the rest); `secrets` merge into the stored ones, and "" or None
+    removes one. The kind can't change. Validated as provider_config_create is. Closes the
+    provider's circuit."""
+    errors: dict[str, list[str]] = {}
+    common = _clean_common({"name": name, "priority": priority}, errors)
+    clean_settings, clean_secrets = None, {}
+    try:
+        clean_settings, clean_secrets = clean_provider(
+            config.kind,
+            settings,
+            secrets,
+            partial=True,
+            existing_secret_names=config.secret_names,
+            trusted=trusted,
+        )
+    except ProviderSettingsError as exc:
+        errors.update(exc.errors)
+    _raise_if(errors, config.account_id, common.get("name"), exclude=config.pk)
+    for field, value in common.items():
+        setattr(config, field, value)
+    if clean_settings is not None:
+        config.settings = clean_settings
     if enabled is not None:
-        config.enabled = enabled
+        config.enabled = bool(enabled)
     if secrets is not None:
-        merged = crypto.decrypt_json(config.secrets_encrypted)
-        for key, value in secrets.items():
-            if value in (None, ""):
+        merged = config.decrypted_secrets()
+        for key, value in clean_secrets.items():
+            if value is None:
                 merged.pop(key, None)
             else:
                 merged[key] = value
         config.secrets_encrypted = crypto.encrypt_json(merged)
         config.secret_names = sorted(merged)
-    config.save()
+    try:
+        with transaction.atomic():
+            config.save()
+    except IntegrityError:
+        raise _name_taken(config.name) from None
     breaker().reset(config.breaker_key)
     _bump_lists(config.account_id)
     return config
@@ -162,9 +142,6 @@ def _bump_lists(account_id: int) -> None:
     transaction.on_commit(lambda: listcache.bump(account_id))
 
 
-# Provider configs from users: validated (mailer.provider_settings) --------------------------
-
-
 def _clean_common(fields: dict, errors: dict[str, list[str]]) -> dict:
     clean = {}
     for name, cleaner in (("name", clean_name), ("priority", clean_priority)):
@@ -177,127 +154,25 @@ def _clean_common(fields: dict, errors: dict[str, list[str]]) -> dict:
     return clean
 
 
-def _name_taken(account, name: str | None, errors: dict, *, exclude: int | None = None) -> bool:
-    """Add a "name" error if another provider of the account has this name."""
-    if name is None or "name" in errors:
-        return False
-    if not ProviderConfig.objects.filter(account=account, name=name).exclude(pk=exclude).exists():
-        return False
-    errors["name"] = [f"a provider named {name!r} already exists in this account."]
-    return True
+def _name_taken(name: str) -> ProviderNameTaken:
+    return ProviderNameTaken(
+        {"name": [f"a provider named {name!r} already exists in this account."]}
+    )
 
 
-def _raise_if(errors: dict[str, list[str]], *, name_taken: bool) -> None:
+def _raise_if(
+    errors: dict[str, list[str]], account_id: int, name: str | None, *, exclude: int | None = None
+) -> None:
+    """Raise for the errors found, adding a "name" error if another provider of the account
+    has this name (ProviderNameTaken when that is the only one)."""
+    if name is not None and "name" not in errors:
+        others = ProviderConfig.objects.filter(account_id=account_id, name=name)
+        if others.exclude(pk=exclude).exists():
+            if not errors:
+                raise _name_taken(name)
+            errors.update(_name_taken(name).errors)
     if errors:
-        raise ProviderSettingsError(errors, status=409 if name_taken and len(errors) == 1 else 422)
-
-
-def _conflict(name: str) -> ProviderSettingsError:
-    # The unique constraint caught what the check before could not: a concurrent request.
-    return ProviderSettingsError(
-        {"name": [f"a provider named {name!r} already exists in this account."]}, status=409
-    )
-
-
-def provider_config_add(
-    *,
-    account,
-    kind: str,
-    name: str,
-    settings: dict | None = None,
-    secrets: dict | None = None,
-    priority: int | None = None,
-    enabled: bool = True,
-) -> ProviderConfig:
-    """Create a provider config from user input; raise ProviderSettingsError naming each bad
-    field (status 422, or 409 for a name the account already uses)."""
-    errors: dict[str, list[str]] = {}
-    common = _clean_common({"name": name, "priority": priority}, errors)
-    if "name" not in common and "name" not in errors:
-        errors["name"] = ["is required."]
-    clean_settings, clean_secrets = {}, {}
-    try:
-        clean_settings, clean_secrets = clean_provider(kind, settings or {}, secrets or {})
-    except ProviderSettingsError as exc:
-        errors.update(exc.errors)
-    taken = _name_taken(account, common.get("name"), errors)
-    _raise_if(errors, name_taken=taken)
-    try:
-        with transaction.atomic():
-            return provider_config_create(
-                account=account,
-                kind=kind,
-                settings=clean_settings,
-                secrets=clean_secrets,
-                enabled=bool(enabled),
-                **common,
-            )
-    except IntegrityError:
-        raise _conflict(common["name"]) from None
-
-
-def provider_config_change(
-    *,
-    config: ProviderConfig,
-    kind: str | None = None,
-    name: str | None = None,
-    settings: dict | None = None,
-    secrets: dict | None = None,
-    priority: int | None = None,
-    enabled: bool | None = None,
-) -> ProviderConfig:
-    """Update from user input: None leaves a field as it is; `settings` replaces all settings;
-    `secrets` merge ("" or None removes one). The kind can't change. Resets the circuit."""
-    errors: dict[str, list[str]] = {}
-    if kind is not None and kind != config.kind:
-        errors["kind"] = [
-            f"can't change from {config.kind!r}; create a new provider of kind {kind!r} instead."
-        ]
-    common = _clean_common({"name": name, "priority": priority}, errors)
-    clean_settings, clean_secrets = None, None
-    try:
-        clean_settings, clean_secrets = clean_provider(
-            config.kind,
-            settings,
-            secrets,
-            partial=True,
-            existing_secret_names=config.secret_names,
-        )
-    except ProviderSettingsError as exc:
-        errors.update(exc.errors)
-    taken = _name_taken(config.account_id, common.get("name"), errors, exclude=config.pk)
-    _raise_if(errors, name_taken=taken)
-    try:
-        with transaction.atomic():
-            return provider_config_update(
-                config=config,
-                settings=clean_settings,
-                secrets=clean_secrets if secrets is not None else None,
-                enabled=enabled,
-                **common,
-            )
-    except IntegrityError:
-        raise _conflict(common["name"]) from None
-
-
-class _PooledProvider:
-    """Fetches the pooled provider only when an attempt starts: a skipped provider costs no
-    decryption, and a config that can't even be built (bad endpoint URL) becomes a failed
-    attempt, as any other provider failure."""
-
-    def __init__(self, config: ProviderConfig) -> None:
-        self.config = config
-        self.attempt_deadline = settings.ATTEMPT_DEADLINE_SECONDS
-
-    def send(self, message: EmailMessage, *, deadline=None) -> str:
-        return provider_pool.get(self.config).send(message, deadline=deadline)
-
-
-def candidate_for(config: ProviderConfig) -> Candidate:
-    """A provider config as a failover candidate (its circuit is keyed by the config id)."""
-    return Candidate(
-        key=config.breaker_key, label=config.label, provider=_PooledProvider(config), ref=config
-    )
+        raise ProviderSettingsError(errors)
 
 
 def provider_test_send(*, config: ProviderConfig, to: str, from_email: str) -> Attempt:
@@ -321,7 +196,7 @@ def provider_test_send(*, config: ProviderConfig, to: str, from_email: str) -> A
         message,
         [candidate_for(config)],
         breaker=breaker(),
-        budget=Deadline(settings.SEND_BUDGET_SECONDS),
+        budget=Deadline(django_settings.SEND_BUDGET_SECONDS),
     )
     attempt = delivery.attempts[-1]
     logger.info(

@@ -10,13 +10,14 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from mailer.errors import Conflict
 from mailer.models import ApiToken
 
 TOKEN_PREFIX = "es_"  # noqa: S105 (a marker that makes leaked tokens easy to scan for)
 MAX_API_TOKENS_PER_ACCOUNT = 20  # the default; the setting of that name overrides it
 
 
-class TokenLimitReached(Exception):
+class TokenLimitReached(Conflict):
     """The account has as many active tokens as it may have."""
 
     def __init__(self, limit: int) -> None:

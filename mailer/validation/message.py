@@ -19,6 +19,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from mailer.errors import InvalidInput, MessageTooLarge
+
 from .headers import check_headers
 from .text import control_character, invalid_text, metadata_problem, show
 
@@ -50,13 +52,9 @@ class OutgoingEmail:
     metadata: dict = field(default_factory=dict)
 
 
-class InvalidEmail(Exception):
-    """The request can't become an email; `errors` maps each field to what a person can fix."""
-
-    def __init__(self, errors: dict[str, list[str]], *, status: int = 400) -> None:
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-        self.errors = errors
-        self.status = status
+class InvalidEmail(InvalidInput):
+    """The request can't become an email; `errors` maps each field to what a person can fix.
+    Too large is MessageTooLarge instead (mailer.errors), which every edge answers apart."""
 
 
 # Addresses ------------------------------------------------------------------------------------
@@ -230,7 +228,8 @@ def _check_attachments(attachments: Any, add) -> None:
 
 
 def validate(email: OutgoingEmail) -> None:
-    """Raise InvalidEmail naming every bad field; 413 when the message is too large."""
+    """Raise InvalidEmail naming every bad field; MessageTooLarge when all are good but the
+    message is over MAX_MESSAGE_BYTES."""
     errors: dict[str, list[str]] = {}
 
     def add(field_name: str, message: str) -> None:
@@ -246,12 +245,11 @@ def validate(email: OutgoingEmail) -> None:
         raise InvalidEmail(errors)
     size = encoded_size(email)
     if size > settings.MAX_MESSAGE_BYTES:
-        raise InvalidEmail(
+        raise MessageTooLarge(
             {
                 "message": [
                     f"The message is {size} bytes encoded; the limit is "
                     f"{settings.MAX_MESSAGE_BYTES} bytes."
                 ]
-            },
-            status=413,
+            }
         )

@@ -4,10 +4,8 @@ log in, password change and reset, and the admin's log-in: each behind its throt
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
@@ -17,18 +15,20 @@ from django.views.decorators.http import require_GET, require_http_methods
 from mailer.services.accounts import (
     SignUpConflict,
     account_sign_up,
-    login_failure_record,
-    login_success_record,
-    login_throttle_check,
-    password_check_record,
-    password_check_throttle,
     password_reset_throttle,
     sign_up_link_read,
     sign_up_request,
     sign_up_throttle,
 )
 
-from . import forms
+from .account_forms import (
+    LoginForm,
+    PasswordChangeForm,
+    PasswordResetForm,
+    SetPasswordForm,
+    SignUpForm,
+    in_minutes,
+)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -39,11 +39,6 @@ def home(request: HttpRequest) -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico on every page that names no icon."""
     return redirect(static("img/favicon.svg"))
-
-
-def _minutes(seconds: int) -> str:
-    minutes = -(-seconds // 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _too_many(response: HttpResponse, seconds: int) -> HttpResponse:
@@ -59,12 +54,12 @@ def _too_many(response: HttpResponse, seconds: int) -> HttpResponse:
 def sign_up(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("emails")
-    form = forms.SignUpForm(request.POST or None)
+    form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         wait = sign_up_throttle(request=request)
         if wait:
             form.add_error(
-                None, f"Too many sign-ups from your network. Try again in {_minutes(wait)}."
+                None, f"Too many sign-ups from your network. Try again in {in_minutes(wait)}."
             )
             return _too_many(render(request, "registration/signup.html", {"form": form}), wait)
         sign_up_request(
@@ -120,75 +115,24 @@ def sign_up_confirm(request: HttpRequest, link: str) -> HttpResponse:
 # Log-in --------------------------------------------------------------------------------------
 
 
-class ThrottledLoginMixin:
-    """For an AuthenticationForm: a throttled attempt never checks the password; a failure is
-    counted, a success clears this name's failures at this address. The site's log-in form
-    (forms.LoginForm) does the same first two itself; the admin's log-in form uses this."""
-
-    throttled_for = 0
-
-    def clean(self) -> dict:
-        username = self.cleaned_data.get("username") or ""
-        self.throttled_for = login_throttle_check(request=self.request, username=username)
-        if self.throttled_for:
-            self.request.login_throttled_for = self.throttled_for
-            raise ValidationError(
-                f"Too many failed log-ins for this account or from your network. "
-                f"Try again in {_minutes(self.throttled_for)}, or reset your password.",
-                code="throttled",
-            )
-        try:
-            cleaned = super().clean()
-        except ValidationError:
-            login_failure_record(request=self.request, username=username)
-            raise
-        login_success_record(request=self.request, username=username)
-        return cleaned
-
-
 class LoginView(auth_views.LoginView):
-    authentication_form = forms.LoginForm
+    authentication_form = LoginForm
     redirect_authenticated_user = True
 
-    def form_valid(self, form: forms.LoginForm) -> HttpResponse:
-        login_success_record(request=self.request, username=form.cleaned_data["username"])
-        return super().form_valid(form)
-
-    def form_invalid(self, form: forms.LoginForm) -> HttpResponse:
+    def form_invalid(self, form: LoginForm) -> HttpResponse:
         response = super().form_invalid(form)
         return _too_many(response, form.throttled_for) if form.throttled_for else response
 
 
 def admin_login(request: HttpRequest) -> HttpResponse:
     """The admin's log-in page behind the site log-in's throttle (its form is
-    mailer.admin.AdminLoginForm): a throttled attempt is a 429 with Retry-After."""
+    account_forms.AdminLoginForm): a throttled attempt is a 429 with Retry-After."""
     response = admin.site.login(request)
     wait = getattr(request, "login_throttled_for", 0)
     return _too_many(response, wait) if wait else response
 
 
 # Password change and reset -------------------------------------------------------------------
-
-
-class PasswordChangeForm(forms.PasswordChangeForm):
-    """The old-password check behind the same growing backoff as log-ins, per account."""
-
-    throttled_for = 0
-
-    def clean_old_password(self) -> str:
-        self.throttled_for = password_check_throttle(account=self.user)
-        if self.throttled_for:
-            raise ValidationError(
-                f"Too many wrong passwords. Try again in {_minutes(self.throttled_for)}.",
-                code="throttled",
-            )
-        try:
-            old_password = super().clean_old_password()
-        except ValidationError:
-            password_check_record(account=self.user, correct=False)
-            raise
-        password_check_record(account=self.user, correct=True)
-        return old_password
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
@@ -203,15 +147,15 @@ class PasswordResetView(auth_views.PasswordResetView):
     """Django's reset, sent through the site's failover mailer (MAILERS "default"), throttled
     per IP and per address."""
 
-    form_class = forms.PasswordResetForm
+    form_class = PasswordResetForm
     subject_template_name = "registration/password_reset_subject.txt"
     email_template_name = "registration/password_reset_email.txt"
 
-    def form_valid(self, form: forms.PasswordResetForm) -> HttpResponse:
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         wait, send = password_reset_throttle(request=self.request, email=form.cleaned_data["email"])
         if wait:
             form.add_error(
-                None, f"Too many reset requests from your network. Try again in {_minutes(wait)}."
+                None, f"Too many reset requests from your network. Try again in {in_minutes(wait)}."
             )
             return _too_many(self.form_invalid(form), wait)
         if not send:  # the same page as a sent one: nobody learns the address was throttled
@@ -220,8 +164,4 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
-    form_class = forms.SetPasswordForm
-
-
-class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
-    """The admin's log-in form, throttled like the site's (the same counters)."""
+    form_class = SetPasswordForm

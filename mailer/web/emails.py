@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -11,11 +9,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from mailer import selectors
+from mailer.errors import AppError
 from mailer.models import DeliveryAttempt, Email, EmailStatus
+from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import IdempotencyConflict, email_send
-from mailer.validation import InvalidEmail
 
-from .forms import EmailFilterForm, SendForm
+from .email_forms import EmailFilterForm, SendForm
 
 PAGE_SIZE = 10
 MAX_ID = 2**63 - 1
@@ -43,23 +42,24 @@ def _announce(request: HttpRequest, email_id: int) -> None:
 
 
 def _send(request: HttpRequest, form: SendForm) -> HttpResponse | None:
-    """Send the valid form's email and redirect to it; None when the service refused it."""
-    outgoing = form.outgoing()
-    key, fingerprint = form.idempotency(outgoing)
+    """Send the valid form's email and redirect to it; None when it was refused (the errors
+    are on the form)."""
     try:
+        outgoing = outgoing_email(**form.email_values())
+        fingerprint = request_fingerprint(outgoing, form.chosen_provider)
         result = email_send(
             account=request.user,
             outgoing=outgoing,
             requested_provider=form.chosen_provider,
-            idempotency_key=key,
+            idempotency_key=form.idempotency_key(fingerprint),
             fingerprint=fingerprint,
         )
-    except InvalidEmail as exc:
-        form.add_service_errors(exc.errors)
-        return None
     except IdempotencyConflict as exc:  # the same form again while its email is being sent
         messages.info(request, "This form was already sent; here is its email.")
         return redirect("email", email_id=exc.email.pk)
+    except AppError as exc:
+        form.add_app_error(exc)
+        return None
     if result.replayed:
         messages.info(request, "This form was already sent; here is its email.")
     else:
@@ -88,37 +88,28 @@ def _page_number(raw: str | None) -> int:
     return int(raw) if raw and raw.isdigit() and len(raw) <= 9 else 1
 
 
-def _page(account_id: int, page: int, filters: dict) -> tuple[dict, dict[str, Any]]:
-    """One page of the list from the cached selector, and where it sits among the pages.
-    A page past the end (emails went away, or a hand-made URL) shows the last one."""
-    data = selectors.email_list(account_id=account_id, page=page, page_size=PAGE_SIZE, **filters)
-    last = max(1, -(-data["count"] // PAGE_SIZE))
-    if page > last:
-        return _page(account_id, last, filters)
-    pages = {
-        "number": page,
-        "last": last,
-        "previous": page - 1 if page > 1 else None,
-        "next": page + 1 if page < last else None,
-    }
-    return data, pages
-
-
 @login_required
 @require_GET
-def email_list(request: HttpRequest) -> HttpResponse:
+def listing(request: HttpRequest) -> HttpResponse:
     providers = selectors.provider_list(account=request.user)
     filters = EmailFilterForm(request.GET, providers=providers)
     chosen = filters.filters()
-    data, pages = _page(request.user.pk, _page_number(request.GET.get("page")), chosen)
+    # A page past the end (emails went away, or a hand-made URL) shows the last one.
+    page = selectors.email_page(
+        account_id=request.user.pk,
+        page=_page_number(request.GET.get("page")),
+        page_size=PAGE_SIZE,
+        clamp=True,
+        **chosen,
+    )
     query = request.GET.copy()
     query.pop("page", None)
     context = {
         "filters": filters,
         "filtered": any(chosen.values()),
-        "emails": data["results"],
-        "count": data["count"],
-        "pages": pages,
+        "emails": page.results,
+        "count": page.count,
+        "page": page,
         "query": query.urlencode(),
         "has_providers": bool(providers),
     }
@@ -127,7 +118,7 @@ def email_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def email_detail(request: HttpRequest, email_id: int) -> HttpResponse:
+def detail(request: HttpRequest, email_id: int) -> HttpResponse:
     try:
         if email_id > MAX_ID:  # no such row, and SQLite can't even compare it
             raise Email.DoesNotExist

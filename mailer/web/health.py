@@ -7,10 +7,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from mailer.delivery.breaker import breaker
 from mailer.delivery.errors import OUTCOMES
 from mailer.models import DeliveryAttempt
 from mailer.selectors.stats import HEALTH_WINDOW, PERCENTILES, ProviderHealth, provider_health
-from mailer.services.providers import breaker
 
 LABELS = dict(DeliveryAttempt.Outcome.choices)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.forms.utils import pretty_name
@@ -13,21 +12,26 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from mailer.delivery.breaker import CircuitBreaker
+from mailer.delivery.breaker import CircuitBreaker, breaker
+from mailer.errors import AppError
 from mailer.models import ProviderConfig
-from mailer.provider_settings import KINDS, PRESETS, ProviderSettingsError
-from mailer.selectors.providers import provider_detail, provider_get, provider_list
+from mailer.provider_settings import KINDS, PRESETS
+from mailer.selectors.providers import (
+    provider_detail,
+    provider_get,
+    provider_list,
+    provider_test_addresses,
+)
 from mailer.services.providers import (
     MOVES,
-    breaker,
-    provider_config_add,
-    provider_config_change,
+    provider_config_create,
     provider_config_delete,
+    provider_config_update,
     provider_move,
     provider_test_send,
 )
 
-from .settings_forms import (
+from .provider_forms import (
     ADD_CHOICES,
     PROVIDER_FORMS,
     ProviderForm,
@@ -66,7 +70,7 @@ def _row(config: ProviderConfig, circuit_breaker: CircuitBreaker) -> dict[str, A
 
 
 @login_required
-def providers(request: HttpRequest) -> HttpResponse:
+def listing(request: HttpRequest) -> HttpResponse:
     circuit_breaker = breaker()
     rows = [_row(c, circuit_breaker) for c in provider_list(account=request.user)]
     default = next((r["id"] for r in rows if r["enabled"]), None)
@@ -83,25 +87,25 @@ def providers(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET"])
-def provider_add_choice(request: HttpRequest) -> HttpResponse:
+def add_choice(request: HttpRequest) -> HttpResponse:
     return render(request, "providers/add_choice.html", {"choices": ADD_CHOICES})
 
 
 def _save(form: ProviderForm, save) -> ProviderConfig | None:
-    """Run a provider service with the form's data; on ProviderSettingsError, put the errors
-    on the form and return None."""
+    """Run a provider service with the form's data; when it refuses, put its errors on the
+    form and return None."""
     if not form.is_valid():
         return None
     try:
         return save()
-    except ProviderSettingsError as exc:
-        form.add_service_errors(exc)
+    except AppError as exc:
+        form.add_app_error(exc)
         return None
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def provider_add(request: HttpRequest, kind: str) -> HttpResponse:
+def add(request: HttpRequest, kind: str) -> HttpResponse:
     form_class = PROVIDER_FORMS.get(kind)
     if form_class is None:
         raise Http404("No such provider kind.")
@@ -113,7 +117,7 @@ def provider_add(request: HttpRequest, kind: str) -> HttpResponse:
     form = form_class(request.POST if request.method == "POST" else None, initial=initial)
 
     def save() -> ProviderConfig:
-        return provider_config_add(
+        return provider_config_create(
             account=request.user,
             kind=kind,
             name=form.cleaned_data["name"],
@@ -135,13 +139,13 @@ def provider_add(request: HttpRequest, kind: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def provider_edit(request: HttpRequest, provider_id: int) -> HttpResponse:
+def edit(request: HttpRequest, provider_id: int) -> HttpResponse:
     config = _config(request, provider_id)
     data = request.POST if request.method == "POST" else None
     form = PROVIDER_FORMS[config.kind](data, config=config)
 
     def save() -> ProviderConfig:
-        return provider_config_change(
+        return provider_config_update(
             config=config,
             name=form.cleaned_data["name"],
             enabled=form.cleaned_data["enabled"],
@@ -162,7 +166,7 @@ def provider_edit(request: HttpRequest, provider_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def provider_delete(request: HttpRequest, provider_id: int) -> HttpResponse:
+def delete(request: HttpRequest, provider_id: int) -> HttpResponse:
     config = _config(request, provider_id)
     if request.method == "POST":
         provider_config_delete(config=config)
@@ -173,7 +177,7 @@ def provider_delete(request: HttpRequest, provider_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def provider_reorder(request: HttpRequest, provider_id: int) -> HttpResponse:
+def move(request: HttpRequest, provider_id: int) -> HttpResponse:
     config = _config(request, provider_id)
     direction = request.POST.get("direction", "")
     if direction not in MOVES:
@@ -187,32 +191,36 @@ def provider_reorder(request: HttpRequest, provider_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def provider_enable(request: HttpRequest, provider_id: int) -> HttpResponse:
+def enable(request: HttpRequest, provider_id: int) -> HttpResponse:
     config = _config(request, provider_id)
     enabled = request.POST.get("enabled") == "1"
-    provider_config_change(config=config, enabled=enabled)
+    provider_config_update(config=config, enabled=enabled)
     messages.success(request, f"{config.name} is {'enabled' if enabled else 'disabled'}.")
     return _back_to(config)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def provider_test(request: HttpRequest, provider_id: int) -> HttpResponse:
+def test(request: HttpRequest, provider_id: int) -> HttpResponse:
     """GET: a form to choose the recipient. POST: send one test message through this provider
     only (to the account's address unless given) and show the result on the list page."""
     config = _config(request, provider_id)
-    data = request.POST.copy() if request.method == "POST" else None
-    if data is not None and not data.get("to"):
-        data["to"] = request.user.email
-    form = ProviderTestForm(data, initial={"to": request.user.email})
-    if data is None or not form.is_valid():
-        return render(request, "providers/test.html", {"form": form, "config": config})
-    attempt = provider_test_send(
-        config=config, to=form.cleaned_data["to"], from_email=settings.DEFAULT_FROM_EMAIL
+    form = ProviderTestForm(
+        request.POST if request.method == "POST" else None, initial={"to": request.user.email}
     )
+    addresses = None
+    if form.is_valid():  # a GET's form is not: it is shown
+        try:
+            addresses = provider_test_addresses(account=request.user, to=form.cleaned_data["to"])
+        except AppError as exc:
+            form.add_app_error(exc)
+    if addresses is None:
+        return render(request, "providers/test.html", {"form": form, "config": config})
+    to, from_email = addresses
+    attempt = provider_test_send(config=config, to=to, from_email=from_email)
     request.session[TEST_RESULT_KEY] = {
         "provider_id": config.pk,
-        "to": form.cleaned_data["to"],
+        "to": to,
         "outcome": attempt.outcome,
         "error_code": attempt.code,
         "error_message": attempt.message,

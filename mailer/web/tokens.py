@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -22,13 +23,21 @@ from mailer.services.tokens import (
     token_revoke,
 )
 
-from .settings_forms import TokenForm
+from .forms import PageForm
 
 # The create form carries a one-time value; the session remembers the last few used, so posting
 # the same form again (a reload of the page showing a new token) creates no second token. It is
 # not a secret: the raw token itself is never stored, in the session or anywhere else.
 USED_FORMS_KEY = "token_forms_used"
 _USED_FORMS_KEPT = 20
+
+
+class TokenForm(PageForm, forms.Form):
+    name = forms.CharField(
+        label="Token name",
+        max_length=100,
+        help_text="What the token is for, like 'billing app'.",
+    )
 
 
 def _list(request: HttpRequest, form: TokenForm) -> HttpResponse:
@@ -47,7 +56,7 @@ def _list(request: HttpRequest, form: TokenForm) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def tokens(request: HttpRequest) -> HttpResponse:
+def listing(request: HttpRequest) -> HttpResponse:
     """The list and the create form. A created token is shown in the answer to the POST that
     created it, which no cache may keep; it is never stored to be shown later."""
     form = TokenForm(request.POST if request.method == "POST" else None)
@@ -61,7 +70,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
         try:
             token, raw = token_create(account=request.user, name=form.cleaned_data["name"])
         except TokenLimitReached as exc:
-            form.add_error(None, str(exc))
+            form.add_app_error(exc)
             return _list(request, form)
         if form_id:
             request.session[USED_FORMS_KEY] = [*used, form_id][-_USED_FORMS_KEPT:]
@@ -74,14 +83,14 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def token_created(request: HttpRequest) -> HttpResponse:
+def created(request: HttpRequest) -> HttpResponse:
     """Where the raw token used to wait in the session: now only says it is shown once."""
     return render(request, "tokens/created.html", {"token": None, "raw": None})
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def token_revoke_view(request: HttpRequest, token_id: int) -> HttpResponse:
+def revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     try:
         token = token_get(account=request.user, token_id=token_id)
     except ApiToken.DoesNotExist:

@@ -1,4 +1,4 @@
-"""pytest fixtures that start the SMTP stand-ins of tests/fakes/smtp.py and stop them after."""
+"""pytest fixtures that start the SMTP stand-ins of harness/smtp.py and stop them after."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import ssl
 
 import pytest
 
-from .smtp import Blackhole, ScriptedHandler, SmtpServer, free_port, make_self_signed_cert
+from harness.ports import free_port
+from harness.smtp import Blackhole, ScriptedHandler, SmtpServer, make_self_signed_cert
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,7 @@ def smtp_server():
 
     yield start
     # Pooled providers keep connections open; close them first, or a TLS server waits for them.
-    from mailer.services import provider_pool
+    from mailer.delivery.pool import provider_pool
 
     provider_pool.clear()
     for server in started:

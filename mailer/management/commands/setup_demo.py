@@ -37,6 +37,7 @@ class Command(BaseCommand):
                 name="Local sink",
                 priority=10,
                 settings={"host": smtp_host, "port": smtp_port, "security": "none"},
+                trusted=True,  # the operator's own sink, on loopback
             )
         # One live demo token at a time: each `make run` revokes the one before (the account
         # may hold at most MAX_API_TOKENS_PER_ACCOUNT).

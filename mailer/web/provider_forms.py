@@ -1,4 +1,5 @@
-"""Forms of the provider and API token pages: one provider form per kind, secrets write-only."""
+"""Forms of the provider pages: one form per provider kind (secrets write-only), and the
+test send's."""
 
 from __future__ import annotations
 
@@ -7,60 +8,9 @@ from typing import Any
 from django import forms
 
 from mailer.models import ProviderConfig
-from mailer.provider_settings import (
-    KINDS,
-    MAX_SECRET_LENGTH,
-    PRESETS,
-    ProviderSettingsError,
-)
-from mailer.validation import check_address
+from mailer.provider_settings import KINDS, MAX_SECRET_LENGTH, PRESETS
 
-
-class BootstrapBoundField(forms.BoundField):
-    """Renders with Bootstrap's classes; Django adds aria-invalid and aria-describedby.
-    Pages lay a field out with templates/providers/_field.html."""
-
-    @property
-    def is_checkbox(self) -> bool:
-        return isinstance(self.field.widget, forms.CheckboxInput)
-
-    def build_widget_attrs(self, attrs, widget=None):
-        attrs = super().build_widget_attrs(attrs, widget)
-        widget = widget or self.field.widget
-        if isinstance(widget, forms.CheckboxInput):
-            css = "form-check-input"
-        elif isinstance(widget, forms.Select):
-            css = "form-select"
-        else:
-            css = "form-control"
-        if self.errors:
-            css += " is-invalid"
-        attrs["class"] = f"{attrs.get('class', '')} {css}".strip()
-        return attrs
-
-    def label_tag(self, contents=None, attrs=None, label_suffix=None, tag=None):
-        css = "form-check-label" if self.is_checkbox else "form-label"
-        return super().label_tag(contents, {"class": css, **(attrs or {})}, label_suffix, tag)
-
-    @property
-    def is_required(self) -> bool:
-        return self.field.required or bool(self.field.widget.attrs.get("required"))
-
-    @property
-    def secret_set(self) -> bool | None:
-        """For a secret's input: whether the provider has that secret stored; else None."""
-        return getattr(self.form, "secrets_set", {}).get(self.name)
-
-    @property
-    def clear_field(self) -> forms.BoundField | None:
-        """The "clear" checkbox that goes with a secret's input, if it has one."""
-        name = f"clear_{self.name}"
-        return self.form[name] if name in self.form.fields else None
-
-
-class PageForm(forms.Form):
-    bound_field_class = BootstrapBoundField
-    label_suffix = ""
+from .forms import PageForm
 
 
 def _secret_input(label: str) -> forms.CharField:
@@ -74,7 +24,7 @@ def _secret_input(label: str) -> forms.CharField:
     )
 
 
-class ProviderForm(PageForm):
+class ProviderForm(PageForm, forms.Form):
     """Name, enabled, and the settings and secrets of `kind` (KINDS in provider_settings);
     `config` is the provider being edited, None when adding one."""
 
@@ -146,15 +96,6 @@ class ProviderForm(PageForm):
                 changes[name] = ""
         return changes
 
-    def add_service_errors(self, error: ProviderSettingsError) -> None:
-        """Put each of the services' errors ("settings.host": [...]) beside its field."""
-        for key, messages in error.errors.items():
-            name = key.partition(".")[2] or key
-            target = name if name in self.fields else None
-            for message in messages:
-                text = message[:1].upper() + message[1:]
-                self.add_error(target, text if target else f"{key}: {message}")
-
 
 class SmtpForm(ProviderForm):
     kind = "smtp"
@@ -225,24 +166,13 @@ def preset_initial(name: str, *, kind: str) -> dict[str, Any] | None:
     return {"name": preset["label"].split(" ")[0], "enabled": True, **preset["settings"]}
 
 
-class ProviderTestForm(PageForm):
+class ProviderTestForm(PageForm, forms.Form):
+    # Checked with the sender by selectors.provider_test_addresses, which also fills it in.
     to = forms.CharField(
         label="Send the test message to",
+        required=False,
         max_length=320,
-        help_text="Nothing is stored: the result shows on the providers page.",
+        help_text="Your account's address if left blank. Nothing is stored: the result shows "
+        "on the providers page.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
-    )
-
-    def clean_to(self) -> str:
-        to = self.cleaned_data["to"].strip()
-        if problem := check_address(to):
-            raise forms.ValidationError(problem)
-        return to
-
-
-class TokenForm(PageForm):
-    name = forms.CharField(
-        label="Token name",
-        max_length=100,
-        help_text="What the token is for, like 'billing app'.",
     )

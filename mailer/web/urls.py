@@ -1,15 +1,15 @@
-"""URLs of the account, send and sent-email pages."""
+"""URLs of the pages, by feature: the entry, emails, accounts, providers, health, API tokens."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import accounts, emails
+from . import accounts, emails, health, providers, tokens
 
 urlpatterns = [
     path("", accounts.home, name="home"),
     path("favicon.ico", accounts.favicon, name="favicon"),
-    path("emails/", emails.email_list, name="emails"),
-    path("emails/<int:email_id>/", emails.email_detail, name="email"),
+    path("emails/", emails.listing, name="emails"),
+    path("emails/<int:email_id>/", emails.detail, name="email"),
     path("send/", emails.send, name="send"),
     path("accounts/signup/", accounts.sign_up, name="signup"),
     path("accounts/login/", accounts.LoginView.as_view(), name="login"),
@@ -40,4 +40,16 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    path("providers/", providers.listing, name="providers"),
+    path("providers/add/", providers.add_choice, name="provider-add-choice"),
+    path("providers/add/<str:kind>/", providers.add, name="provider-add"),
+    path("providers/<int:provider_id>/edit/", providers.edit, name="provider-edit"),
+    path("providers/<int:provider_id>/delete/", providers.delete, name="provider-delete"),
+    path("providers/<int:provider_id>/move/", providers.move, name="provider-move"),
+    path("providers/<int:provider_id>/enabled/", providers.enable, name="provider-enable"),
+    path("providers/<int:provider_id>/test/", providers.test, name="provider-test"),
+    path("health/", health.health, name="health"),
+    path("tokens/", tokens.listing, name="tokens"),
+    path("tokens/created/", tokens.created, name="token-created"),
+    path("tokens/<int:token_id>/revoke/", tokens.revoke, name="token-revoke"),
 ]

@@ -1,17 +1,30 @@
-"""Real SMTP servers for tests (aiosmtpd): a recording sink with scripted failures, AUTH,
-STARTTLS or implicit TLS with a certificate made at test time, and a blackhole."""
+"""The SMTP sink (aiosmtpd) shared by tests and bench: it records or counts what arrives, can
+script failures, AUTH, STARTTLS or implicit TLS with a certificate made at run time; and a
+blackhole that accepts connections and never answers.
+
+As a process of its own (the bench's): python -m harness.smtp --port P [--blackhole-port B]
+[--stats-port S]; GET http://127.0.0.1:S/ answers {count, first, last}, /reset zeroes them.
+Stops on SIGTERM/SIGINT.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import ipaddress
+import json
+import logging
+import signal
 import socket
 import ssl
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -21,11 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from harness.ports import HOST, free_port
 
 
 def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:
@@ -76,7 +85,8 @@ class Received:
 
 @dataclass
 class ScriptedHandler:
-    """Records accepted messages; each reply can be scripted to fail.
+    """Accepts messages and records them (or, with keep=False, only counts them: the bench's
+    sink over 50,000 sends); each reply can be scripted to fail.
 
     mail_reply / data_reply: an SMTP reply like "421 4.7.0 Try later" instead of success.
     rcpt_replies: address -> reply for that recipient.
@@ -89,11 +99,23 @@ class ScriptedHandler:
     data_reply: str | None = None
     data_delay: float = 0.0
     drop_after_data: bool = False
+    keep: bool = True
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    count: int = 0  # messages accepted (since the last reset)
+    first: float | None = None  # when the first and the last of them arrived (time.time())
+    last: float | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.count, self.first, self.last = 0, None, None
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"count": self.count, "first": self.first, "last": self.last}
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with self._lock:
@@ -122,14 +144,19 @@ class ScriptedHandler:
             await asyncio.sleep(self.data_delay)
         if self.data_reply:
             return self.data_reply
+        now = time.time()
         with self._lock:
-            self.received.append(
-                Received(
-                    envelope.mail_from,
-                    list(envelope.rcpt_tos),
-                    envelope.original_content or envelope.content,
+            self.count += 1
+            self.first = self.first or now
+            self.last = now
+            if self.keep:
+                self.received.append(
+                    Received(
+                        envelope.mail_from,
+                        list(envelope.rcpt_tos),
+                        envelope.original_content or envelope.content,
+                    )
                 )
-            )
         return "250 2.0.0 Ok: queued"
 
 
@@ -166,7 +193,7 @@ class SmtpServer:
             )
         self.controller = Controller(
             self.handler,
-            hostname="127.0.0.1",
+            hostname=HOST,
             port=self.port,
             ssl_context=implicit_tls,
             server_hostname="localhost",
@@ -190,10 +217,10 @@ class SmtpServer:
 class Blackhole:
     """Accepts TCP connections and never says a word: a provider that hangs."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
+    HELD = 500  # clients gave up on the oldest long ago
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.create_server((HOST, port), backlog=128)
         self.port = self.sock.getsockname()[1]
         self.accepted: list[socket.socket] = []
         self._stop = threading.Event()
@@ -209,6 +236,8 @@ class Blackhole:
             except OSError:
                 return
             self.accepted.append(conn)
+            if len(self.accepted) > self.HELD:
+                self.accepted.pop(0).close()
 
     def start(self) -> Blackhole:
         self._thread.start()
@@ -220,3 +249,56 @@ class Blackhole:
         for conn in self.accepted:
             conn.close()
         self.sock.close()
+
+
+def stats_server(port: int, handler: ScriptedHandler) -> ThreadingHTTPServer:
+    """GET / answers the sink's {count, first, last}; GET /reset zeroes them first."""
+
+    class Stats(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/reset":
+                handler.reset()
+            body = json.dumps(handler.stats()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((HOST, port), Stats)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The sink as a process of its own: it counts (keeps nothing), so it can take any load."""
+    parser = argparse.ArgumentParser(description="A counting SMTP sink on loopback.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--blackhole-port", type=int)
+    parser.add_argument("--stats-port", type=int)
+    args = parser.parse_args(argv)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sink = SmtpServer(ScriptedHandler(keep=False), port=args.port).start()
+    hole = Blackhole(args.blackhole_port).start() if args.blackhole_port else None
+    stats = stats_server(args.stats_port, sink.handler) if args.stats_port else None
+    print("ready", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        if stats is not None:
+            stats.shutdown()
+        if hole is not None:
+            hole.stop()
+        sink.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
