@@ -41,10 +41,12 @@ test-postgres: $(VENV)/.dev
 	DATABASE_URL=$(POSTGRES_URL) $(VENV)/bin/python bin/with-redis $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Queue mode's worker with the sweep's beat schedule, against REDIS_URL/DATABASE_URL (.env).
-# In production run beat once (its own process) and as many workers as needed.
+# In production run beat once (its own process) and as many workers as needed. Its schedule is
+# kept in memory: the only entry is the sweep every SWEEP_INTERVAL_SECONDS, and the file-backed
+# default (shelve, SQLite on Python 3.13) can fail under load and take beat down.
 worker: $(VENV)/.runtime
 	$(VENV)/bin/celery -A emailservice worker --beat --loglevel INFO \
-		--schedule $(VENV)/celerybeat-schedule
+		--scheduler celery.beat:Scheduler
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

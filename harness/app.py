@@ -114,15 +114,19 @@ def celery_worker_command(
     concurrency: int = 2,
     pool: str = "prefork",
     loglevel: str = "INFO",
-    beat_schedule: Path | None = None,
+    beat: bool = False,
 ) -> list[str]:
+    """With beat: the sweep's schedule runs inside this worker, kept in memory. (The default,
+    file-backed scheduler stores it with shelve, which on Python 3.13 is SQLite in WAL mode: on
+    a loaded machine a write can fail with "locking protocol", and beat dies while the worker
+    runs on without it.)"""
     command = [
         PYTHON, "-m", "celery", "-A", app, "worker", "--hostname", f"{name}@%h",
         "--pool", pool, "--concurrency", str(concurrency), "--loglevel", loglevel,
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
-    if beat_schedule is not None:
-        command += ["--beat", "--schedule", str(beat_schedule)]
+    if beat:
+        command += ["--beat", "--scheduler", "celery.beat:Scheduler"]
     return command
 
 

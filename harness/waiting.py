@@ -44,6 +44,10 @@ def wait_until(
             if now != seen:
                 seen, deadline = now, time.monotonic() + timeout
         if time.monotonic() > deadline:
-            idle = " without progress" if progress is not None else ""
-            raise AssertionError(f"timed out after {timeout} s{idle} waiting for {what}")
+            if progress is None:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout} s without progress waiting for {what} "
+                f"(progress stuck at {str(seen)[:300]})"
+            )
         time.sleep(every)

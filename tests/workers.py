@@ -55,6 +55,6 @@ def start_worker(
         log=log,
         concurrency=concurrency,
         pool=pool,
-        beat_schedule=tmp / f"beat-{name}" if beat else None,
+        beat=beat,
     )
     return Worker(name=name, process=process, log=log)
