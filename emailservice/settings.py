@@ -9,7 +9,7 @@ import dj_database_url
 from django.utils.csp import CSP
 from dotenv import load_dotenv
 
-from emailservice.env import env_bool, env_float, env_int, env_list, env_str
+from emailservice.env import env_bool, env_float, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = Path(os.environ.get("ENV_FILE", BASE_DIR / ".env"))
@@ -44,6 +44,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Cache-Control: no-store on every answer to a signed-in or API-authenticated request.
+    "mailer.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -332,19 +334,7 @@ LOGGING = {
 # The client's address, for every throttle (mailer.ratelimit.client_ip): REMOTE_ADDR, unless
 # that is one of TRUSTED_PROXIES (addresses or networks, comma-separated: your load balancers);
 # then the nearest address in X-Forwarded-For that is not one of them. Default: trust none.
-TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
-if TRUSTED_PROXIES:
-    import ipaddress
-
-    from django.core.exceptions import ImproperlyConfigured
-
-    for _proxy in TRUSTED_PROXIES:
-        try:
-            ipaddress.ip_network(_proxy, strict=False)
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"TRUSTED_PROXIES holds {_proxy!r}, which is not an address or a network"
-            ) from None
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
 RATELIMIT_IP_META_KEY = "mailer.ratelimit.client_ip"  # django-ratelimit's own key="ip", too
 # Log-in: per account name AND client address, the first LOGIN_FAILURES_BEFORE_BACKOFF failures
 # are free, then each failure locks that pair for twice as long as the one before, from
@@ -367,29 +357,12 @@ SIGNUP_LINK_SECONDS = env_int("SIGNUP_LINK_SECONDS", 3 * 24 * 3600)
 # API tokens: API_RATE_LIMIT is per account (all its tokens share it); at most this many active
 # tokens per account (0: no limit).
 MAX_API_TOKENS_PER_ACCOUNT = env_int("MAX_API_TOKENS_PER_ACCOUNT", 20)
-# Cache-Control: no-store on every answer to a signed-in or API-authenticated request.
-MIDDLEWARE.insert(
-    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
-    "mailer.middleware.NoStoreMiddleware",
-)
-# (end of accounts and throttling)
 
 # Metrics (README: Metrics). GET /metrics in Prometheus' text format answers 404 unless a token
 # (`Authorization: Bearer`) or allowed networks (CIDRs, comma-separated) are set; with both,
 # both are required. The client's address is the one throttles use (TRUSTED_PROXIES).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS")
-for _network in METRICS_ALLOWED_NETWORKS:
-    import ipaddress
-
-    try:
-        ipaddress.ip_network(_network, strict=False)
-    except ValueError:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(
-            f"METRICS_ALLOWED_NETWORKS holds {_network!r}, which is not an address or a network"
-        ) from None
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS")
 # Bounded labels: at most this many provider configs by id per process (then config="other"),
 # and at most this many circuits that are not closed listed one by one.
 METRICS_MAX_PROVIDER_LABELS = env_int("METRICS_MAX_PROVIDER_LABELS", 500)

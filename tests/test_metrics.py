@@ -29,6 +29,7 @@ from harness.smtp import ScriptedHandler, SmtpServer
 from harness.waiting import wait_until
 from mailer import metrics
 from mailer.delivery.breaker import breaker
+from mailer.metrics import collectors
 from mailer.models import Email, EmailStatus, ProviderConfig
 from mailer.selectors.emails import email_list
 from tests.appserver import AppServer, create_account, start_app_server
@@ -177,7 +178,7 @@ def test_circuits_list_the_ones_not_closed_up_to_the_limit_and_count_all(account
         totals = {s.labels["state"]: s.value for s in families["emailservice_circuits"].samples}
         # Four enabled configs and the site's own mailers (MAIL_PROVIDER_URLS; none while the
         # test runner swaps MAILERS for its outbox): the disabled config is not in use.
-        site = sum(1 for key, _, _ in metrics._circuits() if key.startswith("mailer:"))
+        site = sum(1 for key, _, _ in collectors._circuits() if key.startswith("mailer:"))
         assert totals == {"closed": 2 + site, "open": 2, "half_open": 0, "unknown": 0}
         settings.METRICS_MAX_CIRCUITS = 100
         listed = next(metrics.CircuitCollector().collect()).samples

@@ -161,11 +161,12 @@ def deliver(
     def out_of_time(remaining: Sequence[Candidate]) -> bool:
         if budget is None or budget.remaining() >= MIN_ATTEMPT_SECONDS:
             return False
-        logger.warning("send budget of %gs spent; %d provider(s) not tried", budget.seconds,
-                       len(remaining))  # fmt: skip
+        logger.warning(
+            "send budget of %gs spent; %d provider(s) not tried", budget.seconds, len(remaining)
+        )
+        why = f"not tried: the send's time budget ({budget.seconds:g} s) was spent"
         for candidate in remaining:
-            record(Attempt(candidate, SKIPPED, OUT_OF_TIME, "not tried: the send's time budget "
-                           f"({budget.seconds:g} s) was spent"))  # fmt: skip
+            record(Attempt(candidate, SKIPPED, OUT_OF_TIME, why))
         delivery.untried = len(remaining)
         return True
 

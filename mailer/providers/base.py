@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-if TYPE_CHECKING:
-    from .net import Deadline
+from .net import Deadline
 
 logger = logging.getLogger("mailer.providers")
 
@@ -127,9 +126,7 @@ class Provider(BaseEmailBackend):
     def send(self, message: EmailMessage, *, deadline: Deadline | None = None) -> str:
         """Send one message within `deadline` (default: this provider's attempt deadline);
         return the provider's message id. Raise ProviderError on failure."""
-        from .net import Deadline as _Deadline
-
-        deadline = deadline or _Deadline(self.attempt_deadline)
+        deadline = deadline or Deadline(self.attempt_deadline)
         try:
             return self.transmit(message, deadline)
         except (ProviderUnavailable, AmbiguousDelivery) as exc:

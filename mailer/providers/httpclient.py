@@ -56,29 +56,28 @@ class HttpClient:
         self._max_idle = max_idle
         self._lock = threading.Lock()
 
-    def _new(self, deadline: Deadline) -> http.client.HTTPConnection:
+    def _new(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
         conn = cls(self.host, self.port, timeout=self.timeout)
 
         def pinned(address, timeout=None, source_address=None):
-            host, port = address[0], address[1]
             return connect(
-                host,
-                port,
+                address[0],
+                address[1],
                 timeout=self.connect_timeout,
                 allow_private=self.allow_private,
-                deadline=deadline,
+                deadline=conn.deadline,  # the deadline of the exchange that connects it
             )
 
         conn._create_connection = pinned  # type: ignore[attr-defined]
         return conn
 
-    def _checkout(self, deadline: Deadline, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
+    def _checkout(self, fresh: bool) -> tuple[http.client.HTTPConnection, bool]:
         if not fresh:
             with self._lock:
                 if self._idle:
                     return self._idle.pop(), True
-        return self._new(deadline), False
+        return self._new(), False
 
     def _checkin(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -99,7 +98,8 @@ class HttpClient:
         # A reused connection the server closed while idle fails before any answer: that request
         # can't have been acted on, so it is sent once more on a fresh connection.
         for fresh in (False, True):
-            conn, reused = self._checkout(deadline, fresh)
+            conn, reused = self._checkout(fresh)
+            conn.deadline = deadline
             try:
                 with enforced(deadline, lambda conn=conn: shutdown(conn.sock)) as cut:
                     answer = self._exchange(conn, method, path, body, headers, deadline, reused)

@@ -18,18 +18,12 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
-    ReadTimeoutError,
 )
-from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.core.mail import EmailMessage
 
 from .base import (
-    AmbiguousDelivery,
     ConfigurationError,
     MessageRejected,
     Provider,
@@ -227,23 +221,12 @@ class SesProvider(Provider):
                 Destination=destination,
                 Content={"Raw": {"Data": raw}},
             )
+        # Network failures never come from botocore: it sends nothing itself (_before_send),
+        # and the HTTP client's ProviderErrors pass through it unchanged.
         except ClientError as exc:
             raise _client_error(exc) from exc
         except (NoCredentialsError, PartialCredentialsError) as exc:
             raise ConfigurationError(f"ses: {exc}", setting="access_key_id") from exc
-        except ConnectTimeoutError as exc:
-            raise ProviderUnavailable(
-                f"timed out connecting to {self.describe()}: {exc}", code="timeout"
-            ) from exc
-        except BotoConnectionError as exc:
-            # Refused, DNS, TLS, proxy: nothing of the request reached SES.
-            raise ProviderUnavailable(
-                f"cannot connect to {self.describe()}: {exc}", code="connect"
-            ) from exc
-        except (ReadTimeoutError, ConnectionClosedError, HTTPClientError) as exc:
-            # The request went out and no answer came back: SES may have queued it.
-            code = "timeout" if isinstance(exc, ReadTimeoutError) else "disconnected"
-            raise AmbiguousDelivery(f"{self.describe()} gave no answer: {exc}", code=code) from exc
         except BotoCoreError as exc:  # parameter validation, unparsable reply and the like
             raise ProviderUnavailable(
                 f"{self.describe()}: {type(exc).__name__}: {exc}", code=type(exc).__name__
