@@ -13,7 +13,7 @@ from django.utils import timezone
 from mailer.models import ApiToken, DeliveryAttempt, Email
 from mailer.selectors.stats import provider_health
 from mailer.services import token_create
-from tests.test_pages_settings import add, error_of, web_fixture  # noqa: F401 (a fixture)
+from tests.web.test_provider_pages import add, error_of, web_fixture  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.procs import children, process_group_alive
 from harness.waiting import wait_until
-from tests.live import processes_of, running_app
+from tests.makerun import processes_of, running_app
 
 
 def test_make_run_serves_with_a_working_demo_account(tmp_path):

@@ -38,7 +38,7 @@ from mailer.services import token_create, token_revoke
 from mailer.services.tokens import TokenLimitReached
 from tests.appserver import AppServer, create_account, start_app_server
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "emailservice" / "gunicorn.conf.py"
 GOOD_PASSWORD = "correct horse battery 42"
 ATTACKER, OWNER, ELSEWHERE = "203.0.113.5", "198.51.100.7", "192.0.2.44"

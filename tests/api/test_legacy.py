@@ -18,7 +18,7 @@ from mailer.models import DeliveryAttempt, Email, EmailStatus
 from mailer.services import token_create, token_revoke
 from tests.fakes.sendgrid import VALID_KEY
 from tests.fakes.ses import DUMMY_KEYS
-from tests.live import running_app
+from tests.makerun import running_app
 
 SEND, LIST = "/send_email/", "/view_sent_emails/"
 FORM = "application/x-www-form-urlencoded"

@@ -19,7 +19,7 @@ from mailer.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, bre
 from mailer.services import email_send
 from tests.conftest import outgoing
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.django_db

@@ -66,7 +66,7 @@ def test_sign_up_creates_the_account_from_the_emailed_link_and_logs_in(client):
         ({"password1": "carol1234", "password2": "carol1234"}, "password2", "similar"),
         ({"email": "not an email"}, "email", "valid email"),
         # A taken username or address is not an error on the page: the answer is by email
-        # (tests/test_hardening_accounts.py), so the page tells nobody which accounts exist.
+        # (tests/hardening/test_accounts.py), so the page tells nobody which accounts exist.
     ],
 )
 def test_sign_up_errors_are_beside_their_fields_and_keep_input(

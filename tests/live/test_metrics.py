@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -23,6 +21,7 @@ from django.utils import timezone
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.api import ApiClient
 from harness.ports import free_port
 from harness.procs import children
 from harness.smtp import ScriptedHandler, SmtpServer
@@ -32,11 +31,11 @@ from mailer.delivery.breaker import breaker
 from mailer.metrics import collectors
 from mailer.models import Email, EmailStatus, ProviderConfig
 from mailer.selectors.emails import email_list
-from tests.appserver import AppServer, create_account, start_app_server
+from tests.appserver import create_account, start_app_server
 from tests.queue_site import start_queue_site
 from tests.workers import start_worker
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scrape-" + "s" * 30
 
 
@@ -206,30 +205,10 @@ def test_provider_config_labels_are_bounded_per_process(settings, monkeypatch):
 # The real processes ------------------------------------------------------------------------------
 
 
-def http_get(url: str, *, token: str | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url)
-    if token is not None:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def http_post(url: str, body: dict, token: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
-def shell(server: AppServer, code: str) -> str:
-    return server.manage("shell", "-c", code).strip().splitlines()[-1]
+def scrape_live(base_url: str, token: str | None = TOKEN) -> tuple[int, str]:
+    """GET /metrics of a web server or a worker's exporter: (status, text)."""
+    response = ApiClient.http(base_url, token).get("/metrics")
+    return response.status_code, response.content.decode()
 
 
 def per_process_sent(directory: Path) -> dict[str, float]:
@@ -264,31 +243,28 @@ def test_gunicorn_workers_add_up_attempts_failover_and_the_open_circuit(tmp_path
     )  # fmt: skip
     try:
         token = create_account(server, "ann", smtp_port=failing.port)  # provider 'sink': fails
-        first, second = json.loads(
-            shell(
-                server,
-                "import json\n"
-                "from mailer.models import ProviderConfig\n"
-                "first = ProviderConfig.objects.get(account__username='ann')\n"
-                "second = ProviderConfig.objects.create(account=first.account, kind='smtp', "
-                "name='backup', priority=first.priority + 10, settings={'host': '127.0.0.1', "
-                f"'port': {sink.port}, 'security': 'none'}})\n"
-                "print(json.dumps([first.pk, second.pk]))",
+        [first] = [
+            row["id"]
+            for row in server.factory(
+                "rows", "mailer.ProviderConfig", "account__username=ann", "--fields", "id"
             )
-        )
+        ]
+        second = server.factory(
+            "provider", "ann", "smtp", "--name", "backup", "--smtp-port", str(sink.port)
+        )["id"]  # after 'sink' in order
+        api = server.api(token)
 
-        assert http_get(server.url + "/metrics")[0] == 401
-        assert http_get(server.url + "/metrics", token="wrong")[0] == 401
+        assert server.api().get("/metrics").status_code == 401
+        assert server.api("wrong").get("/metrics").status_code == 401
 
         def send(index: int) -> None:
-            status, body = http_post(
-                server.url + "/api/v1/emails",
+            response = api.post(
+                "/api/v1/emails",
                 {"from": "shop@example.com", "to": "ann@example.org",
                  "subject": f"Order {index}", "text": "Thanks."},
-                token,
             )  # fmt: skip
-            assert status == 201, body
-            assert body["sent_via"]["id"] == second, body
+            assert response.status_code == 201, response
+            assert response.json()["sent_via"]["id"] == second, response
 
         # Concurrent sends, until both workers have handled some (each records in its own file).
         sent = 0
@@ -302,28 +278,13 @@ def test_gunicorn_workers_add_up_attempts_failover_and_the_open_circuit(tmp_path
         assert sum(1 for count in per_worker.values() if count) >= 2, per_worker
         assert sum(per_worker.values()) == sent == len(sink.received)
 
-        truth = Counter(
-            {
-                tuple(key.split(":")): count
-                for key, count in json.loads(
-                    shell(
-                        server,
-                        "import json\n"
-                        "from django.db.models import Count\n"
-                        "from mailer.models import DeliveryAttempt\n"
-                        "rows = DeliveryAttempt.objects.values('provider_id', 'outcome')"
-                        ".annotate(n=Count('id'))\n"
-                        "print(json.dumps({f\"{r['provider_id']}:{r['outcome']}\": r['n'] "
-                        "for r in rows}))",
-                    )
-                ).items()
-            }
-        )
+        rows = server.factory("rows", "mailer.DeliveryAttempt", "--fields", "provider_id,outcome")
+        truth = Counter((str(row["provider_id"]), row["outcome"]) for row in rows)
         failed_first = truth[(str(first), "provider_error")]
         assert failed_first >= 1 and truth[(str(second), "sent")] == sent
 
         # Every scrape, whichever worker answers it, shows the sum over both.
-        scrapes = [http_get(server.url + "/metrics", token=TOKEN) for _ in range(6)]
+        scrapes = [scrape_live(server.url) for _ in range(6)]
         assert {status for status, _ in scrapes} == {200}
         samples = parse(scrapes[-1][1])
         attempts = "emailservice_provider_attempts_total"
@@ -350,12 +311,10 @@ def test_gunicorn_workers_add_up_attempts_failover_and_the_open_circuit(tmp_path
                 assert other[key] == samples[key]
 
         # The list cache: the first read of a page misses, the next one (any worker) hits.
-        before = parse(http_get(server.url + "/metrics", token=TOKEN)[1])
+        before = parse(scrape_live(server.url)[1])
         for _ in range(2):
-            request = urllib.request.Request(server.url + "/api/v1/emails?page=1")
-            request.add_header("Authorization", f"Bearer {token}")
-            urllib.request.urlopen(request, timeout=30).close()
-        after = parse(http_get(server.url + "/metrics", token=TOKEN)[1])
+            assert api.get("/api/v1/emails", {"page": 1}).status_code == 200
+        after = parse(scrape_live(server.url)[1])
         for name in ("emailservice_list_cache_misses_total", "emailservice_list_cache_hits_total"):
             assert value(after, name) - value(before, name) == 1, name
 
@@ -367,7 +326,7 @@ def test_gunicorn_workers_add_up_attempts_failover_and_the_open_circuit(tmp_path
             lambda: dead not in (now := children(server.process.pid)) and len(now) == 2,
             timeout=60, what="gunicorn to replace the worker",
         )  # fmt: skip
-        samples = parse(http_get(server.url + "/metrics", token=TOKEN)[1])
+        samples = parse(scrape_live(server.url)[1])
         assert value(samples, attempts, kind="smtp", config=str(second), outcome="sent") == sent
         assert value(samples, "emailservice_sends_total", mode="sync", status="sent") == sent
     finally:
@@ -380,15 +339,14 @@ def test_a_celery_worker_serves_its_pool_counters_and_the_web_the_queue(tmp_path
     try:
         token = create_account(site, "bob", smtp_port=sink.port)
         for index in range(6):
-            status, body = http_post(
-                site.url + "/api/v1/emails",
+            response = site.api(token).post(
+                "/api/v1/emails",
                 {"from": "shop@example.com", "to": "bob@example.org",
                  "subject": f"Queued {index}", "text": "Later."},
-                token,
             )  # fmt: skip
-            assert status == 202, body
+            assert response.status_code == 202, response
         time.sleep(1.1)  # so the oldest has been due for a second
-        samples = parse(http_get(site.url + "/metrics", token=TOKEN)[1])
+        samples = parse(scrape_live(site.url)[1])
         assert value(samples, "emailservice_queue_depth") == 6
         assert value(samples, "emailservice_queue_due") == 6
         assert value(samples, "emailservice_queue_oldest_age_seconds") >= 1
@@ -400,10 +358,10 @@ def test_a_celery_worker_serves_its_pool_counters_and_the_web_the_queue(tmp_path
         )  # fmt: skip
         try:
             wait_until(lambda: len(sink.received) == 6, timeout=60, what="6 emails delivered")
-            url = f"http://127.0.0.1:{port}/metrics"
-            wait_until(lambda: http_get(url, token=TOKEN)[0] == 200, timeout=10, what="serving")
-            assert http_get(url)[0] == 401
-            worker_samples = parse(http_get(url, token=TOKEN)[1])
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: scrape_live(url)[0] == 200, timeout=10, what="serving")
+            assert scrape_live(url, token=None)[0] == 401
+            worker_samples = parse(scrape_live(url)[1])
             assert value(worker_samples, "emailservice_sends_total", mode="queue",
                          status="sent") == 6  # fmt: skip
             sent = sum(
@@ -417,7 +375,7 @@ def test_a_celery_worker_serves_its_pool_counters_and_the_web_the_queue(tmp_path
             assert list((tmp_path / "worker-metrics").glob("counter_*.db"))
             # Scrape-time gauges are the web's alone (the same on every host).
             assert "emailservice_queue_depth" not in names(worker_samples)
-            samples = parse(http_get(site.url + "/metrics", token=TOKEN)[1])
+            samples = parse(scrape_live(site.url)[1])
             assert value(samples, "emailservice_queue_depth") == 0
             # The web's own counters saw no attempt: the worker made them all.
             assert not any(

@@ -23,7 +23,7 @@ AWS_SECRET = "aws-secret-never-rendered-9"
 SECRETS = (PASSWORD, API_KEY, AWS_SECRET)
 
 
-# Named apart from its function: tests/test_pages_settings_tokens.py imports it.
+# Named apart from its function: tests/web/test_token_pages.py imports it.
 @pytest.fixture(name="web")
 def web_fixture(client, account):
     """The test client signed in as `account`; remembers every page body it received."""
