@@ -93,7 +93,7 @@ class Bench:
             PROVIDER_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
             BREAKER_THRESHOLD=str(THRESHOLD),
             BREAKER_RESET_SECONDS=str(RESET_SECONDS),
-            MAIL_PROVIDER_URLS=f"smtp://127.0.0.1:{self.sink_port}",
+            MAIL_PROVIDER_URLS=f"smtp://127.0.0.1:{self.sink_port}?security=none",
             DELIVERY_MODE="sync",
             **self.experiment_env,
         )

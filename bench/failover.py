@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from bench.context import CONCURRENCY, CONNECT_TIMEOUT, THRESHOLD
 from bench.report import spread
+from mailer.vocabulary import Outcome
 
 
 def _opening(attempts: list[dict], concurrency: int, statuses) -> dict:
     """When the threshold-th failure ended (= the circuit opened), read from the attempts."""
     failures = [a for a in attempts if a["outcome"] in ("provider_error", "ambiguous")]
-    skips = [a for a in attempts if a["outcome"] == "skipped"]
+    skips = [a for a in attempts if a["outcome"] == Outcome.SKIPPED]
     spans = sorted(
         (a["started_at"], a["started_at"] + timedelta(milliseconds=a["duration_ms"]))
         for a in failures

@@ -20,6 +20,7 @@ import time
 from email.message import EmailMessage
 
 from harness.api import ApiClient
+from mailer.vocabulary import Outcome
 
 SENDER = "Bench <bench@example.com>"
 RECIPIENT = "rcpt@example.org"
@@ -105,7 +106,7 @@ def job_post(job: dict) -> dict:
                     latencies.append(elapsed)
             if job.get("stop_on_skipped") and status in (201, 502):
                 attempts = json.loads(body).get("attempts", [])
-                if attempts and attempts[0]["outcome"] == "skipped":
+                if attempts and attempts[0]["outcome"] == Outcome.SKIPPED:
                     stop.set()
 
     started = time.monotonic()

@@ -24,7 +24,7 @@ def seed(rows: int) -> dict:
     from django.db import connection, transaction
 
     from harness.factories import make_account, make_smtp_provider
-    from mailer.models import Email
+    from mailer.models import Email, EmailStatus
 
     call_command("migrate", "--noinput", verbosity=0)
     account = make_account(ACCOUNT)
@@ -36,7 +36,7 @@ def seed(rows: int) -> dict:
         to=["rcpt@example.org"],
         subject="Seeded",
         text="Hello from the seed.",
-        status="sent",
+        status=EmailStatus.SENT,
         sent_via=config,
         requested_provider=None,
         sent_via_kind="smtp",

@@ -272,7 +272,7 @@ CELERY_BEAT_SCHEDULE = {
 # `manage.py check` names a URL it can't read (mailer.checks).
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "emailservice <no-reply@localhost>")
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
-MAIL_PROVIDER_URLS = env_list("MAIL_PROVIDER_URLS", "smtp://localhost:25")
+MAIL_PROVIDER_URLS = env_list("MAIL_PROVIDER_URLS", "smtp://localhost:25?security=none")
 MAILERS = {
     "default": {
         "BACKEND": "mailer.backends.FailoverEmailBackend",

@@ -45,7 +45,7 @@ def loopback_env(
         "PROVIDER_TIMEOUT": "2",
         "PROVIDER_CONNECT_TIMEOUT": "1",
         "API_RATE_LIMIT": "1000000000/minute",
-        "MAIL_PROVIDER_URLS": "smtp://127.0.0.1:9",
+        "MAIL_PROVIDER_URLS": "smtp://127.0.0.1:9?security=none",
         "LOG_LEVEL": "WARNING",
     }
     env.update(extra)

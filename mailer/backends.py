@@ -13,12 +13,18 @@ from django.core.mail.backends.base import BaseEmailBackend
 from . import metrics
 from .delivery.breaker import breaker
 from .delivery.failover import Candidate, deliver
+from .provider_settings import provider_urls
 from .providers import build_provider
 from .providers.base import Provider, ProviderError
 from .providers.net import Deadline
-from .providers.urls import parse_provider_urls
 
 logger = logging.getLogger("mailer.backends")
+
+
+def url_circuit_name(alias: str | None, position: int, kind: str) -> str:
+    """The name of the circuit of a failover mailer's URL provider: its breaker key is
+    "mailer:<name>" (the metrics read the same circuits by this name)."""
+    return f"{alias or 'failover'}-{position}-{kind}"
 
 
 class DeliveryFailed(ProviderError):
@@ -29,7 +35,8 @@ class FailoverEmailBackend(BaseEmailBackend):
     """Sends each message through the first of its providers that accepts it, with the
     service's classification and circuit breaker. The providers are either
 
-    - `urls`: provider URLs (mailer.providers.urls), built on first use with `timeout`,
+    - `urls`: provider URLs (mailer.providers.urls), cleaned with the kinds' defaults and
+      built on first use with `timeout`,
       `connect_timeout`, `attempt_deadline` and `allow_private_hosts` (settings.py builds
       MAILERS["default"] so from MAIL_PROVIDER_URLS); or
     - `mailers`: other MAILERS aliases, each a provider backend (mailer.providers.*).
@@ -48,9 +55,11 @@ class FailoverEmailBackend(BaseEmailBackend):
         attempt_deadline: float | None = None,
         allow_private_hosts: bool | None = None,
         alias: str | None = None,
+        fail_silently: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(alias=alias, **kwargs)
+        self.fail_silently = bool(fail_silently)
         if bool(urls) == bool(mailers):
             raise InvalidMailer(
                 "OPTIONS must give either 'urls' (provider URLs) or 'mailers' (MAILERS "
@@ -90,13 +99,15 @@ class FailoverEmailBackend(BaseEmailBackend):
 
     def _from_urls(self) -> list[Candidate]:
         try:
-            parsed = parse_provider_urls(self.urls, source="OPTIONS['urls']")
+            parsed = provider_urls(self.urls, source="OPTIONS['urls']")
         except ValueError as exc:
             raise InvalidMailer(str(exc), alias=self.alias) from None
         candidates = []
-        for index, (kind, options) in enumerate(parsed, start=1):
-            name = f"{self.alias or 'failover'}-{index}-{kind}"
-            provider = build_provider(kind, settings=options, secrets={}, **self.provider_options)
+        for index, (kind, clean_settings, secrets) in enumerate(parsed, start=1):
+            name = url_circuit_name(self.alias, index, kind)
+            provider = build_provider(
+                kind, settings=clean_settings, secrets=secrets, **self.provider_options
+            )
             candidates.append(
                 Candidate(key=f"mailer:{name}", label=f"mailer '{name}'", provider=provider)
             )
@@ -130,7 +141,12 @@ class FailoverEmailBackend(BaseEmailBackend):
                 )
                 metrics.delivery_finished(delivery)
                 if delivery.accepted is None:
-                    raise DeliveryFailed(delivery.failure_reason, code="all_failed")
+                    if not self.fail_silently:
+                        raise DeliveryFailed(delivery.failure_reason, code="all_failed")
+                    logger.warning(
+                        "site mail not sent (fail_silently): %s", delivery.failure_reason
+                    )
+                    continue
                 sent += 1
         finally:
             if opened:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, register
 
-from mailer.providers.urls import parse_provider_urls
+from mailer.provider_settings import provider_urls
+from mailer.providers import specs
 
 
 @register()
@@ -21,13 +22,14 @@ def check_mail_provider_urls(app_configs=None, **kwargs) -> list[Error]:
             )
         ]
     try:
-        parse_provider_urls(urls, source="MAIL_PROVIDER_URLS")
+        provider_urls(urls, source="MAIL_PROVIDER_URLS")
     except ValueError as exc:
         return [
             Error(
                 f"The site's own mail can't be sent: {exc}",
-                hint="Use smtp://user:pass@host:port, smtps://..., ses://KEY:SECRET@region "
-                "or sendgrid://:APIKEY@ (see README: MAIL_PROVIDER_URLS).",
+                hint="Use one of "
+                + ", ".join(spec.url_example for spec in specs().values())
+                + " (see README: MAIL_PROVIDER_URLS).",
                 id="mailer.E002",
             )
         ]

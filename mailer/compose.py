@@ -24,6 +24,9 @@ def build_message(email: Email) -> EmailMultiAlternatives:
         reply_to=email.reply_to,
         headers=headers,
     )
+    # Ours, for providers that carry metadata (DESIGN.md: events match the exact email) or take
+    # an idempotency key; Django's own backends ignore the attribute, as anymail's do theirs.
+    message.metadata = {"email_id": str(email.pk)}
     if not email.text:
         message.content_subtype = "html"
     elif email.html:

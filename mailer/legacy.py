@@ -23,20 +23,14 @@ from django.views.decorators.vary import vary_on_headers
 
 from mailer import selectors
 from mailer.errors import AppError, Conflict, InvalidInput, MessageTooLarge, nearest
-from mailer.models import ApiToken, Email, EmailStatus, ProviderConfig, ProviderKind
+from mailer.models import ApiToken, Email, EmailStatus, ProviderConfig
+from mailer.providers import kind_label, specs
 from mailer.ratelimit import RateLimited, check_rate
 from mailer.send_request import outgoing_email
 from mailer.services import email_send, failover_order, token_authenticate
 from mailer.validation import control_character, max_address_text, parse_json
 
 PAGE_SIZE = 10
-# The original's sent_via choices, and what it called each provider kind in its answers.
-SENT_VIA_KINDS = {"1": ProviderKind.SES, "2": ProviderKind.SMTP, "3": ProviderKind.SENDGRID}
-LEGACY_NAMES = {
-    ProviderKind.SES: "amazon_SES",
-    ProviderKind.SMTP: "google_SMTP",
-    ProviderKind.SENDGRID: "send_grid",
-}
 # Our validation's field names -> the names the original's clients send and read back.
 LEGACY_FIELDS = {"from": "from_email", "to": "to_email", "text": "body_text"}
 # The fields this view reads; in a JSON body each is text, a number or null (or a list of them).
@@ -184,55 +178,63 @@ def _recipients(values: list[str]) -> list[str]:
     return recipients
 
 
-def _kind_label(kind: str) -> str:
-    return ProviderKind(kind).label if kind in ProviderKind.values else kind
+def sent_via_kinds() -> dict[str, str]:
+    """The original's sent_via numbers -> kinds (1 SES, 2 SMTP, 3 SendGrid, then the rest)."""
+    by_number = sorted(specs().values(), key=lambda spec: spec.sent_via)
+    return {str(spec.sent_via): spec.kind for spec in by_number}
 
 
-def _requested_provider(account, value: str) -> ProviderConfig | None:
-    """sent_via: the account's first enabled provider of that kind; InvalidInput otherwise."""
+def legacy_name(kind: str) -> str:
+    """What the original called a kind in its answers ("amazon_SES")."""
+    spec = specs().get(kind)
+    return spec.legacy_name if spec else kind
+
+
+def _requested_provider(account, value: str) -> tuple[ProviderConfig | None, str]:
+    """sent_via: (the account's first enabled provider of that kind, "") if it has one. A kind
+    it has not configured is a preference that can't be honoured, as in the original: (None,
+    a note saying so), and the account's providers are tried in order. InvalidInput for a
+    number that names no kind."""
     value = value.strip()
     if not value:
-        return None
-    kind = SENT_VIA_KINDS.get(value)
+        return None, ""
+    kinds = sent_via_kinds()
+    kind = kinds.get(value)
     if kind is None:
+        numbers = ", ".join(f"{number} ({kind_label(k)})" for number, k in kinds.items())
         raise InvalidInput(
             {
                 "sent_via": [
-                    f"{value!r} is not a valid choice; use 1 (Amazon SES), 2 (SMTP), "
-                    "3 (SendGrid), or leave it blank for the account's default order."
+                    f"{value!r} is not a valid choice; use {numbers}, or leave it blank for "
+                    "the account's default order."
                 ]
             }
         )
     configs = failover_order(account=account)
     chosen = next((config for config in configs if config.kind == kind), None)
-    if chosen is None:
-        numbers = {kind: number for number, kind in SENT_VIA_KINDS.items()}
-        configured = ", ".join(
-            f"{_kind_label(c.kind)} {c.name!r}"
-            + (f" (sent_via={numbers[c.kind]})" if c.kind in numbers else "")
-            for c in configs
-        )
-        raise InvalidInput(
-            {
-                "sent_via": [
-                    f"No {_kind_label(kind)} provider is configured for this account; "
-                    f"configured: {configured or 'none'}."
-                ]
-            }
-        )
-    return chosen
+    if chosen is not None:
+        return chosen, ""
+    numbers = {k: number for number, k in kinds.items()}
+    configured = ", ".join(
+        f"{kind_label(c.kind)} {c.name!r} (sent_via={numbers.get(c.kind, '-')})" for c in configs
+    )
+    return None, (
+        f"No {kind_label(kind)} provider is configured for this account (sent_via={value}), so "
+        f"its providers were tried in order: {configured or 'none'}."
+    )
 
 
-def _sent_answer(email: Email) -> JsonResponse:
+def _sent_answer(email: Email, note: str) -> JsonResponse:
+    extra: dict[str, Any] = {"id": email.pk}
+    if note:  # the requested kind could not be honoured: said in the answer, not hidden
+        extra["sent_via_note"] = note
     if email.status == EmailStatus.SENT:
-        via = LEGACY_NAMES.get(email.sent_via_kind, email.sent_via_kind)
-        return _answer(200, f"Email sent successfully via {via}", id=email.pk, sent_via=via)
+        via = legacy_name(email.sent_via_kind)
+        return _answer(200, f"Email sent successfully via {via}", sent_via=via, **extra)
     if email.status == EmailStatus.FAILED:
         reason = email.failure_reason
-        return _answer(
-            502, f"Email could not be sent: {reason}", id=email.pk, failure_reason=reason
-        )
-    return _answer(202, "Email accepted for delivery", id=email.pk)
+        return _answer(502, f"Email could not be sent: {reason}", failure_reason=reason, **extra)
+    return _answer(202, "Email accepted for delivery", **extra)
 
 
 def _from_browser(request: HttpRequest) -> bool:
@@ -264,9 +266,9 @@ def _send_email(request: HttpRequest) -> JsonResponse:
         token = _authenticate(request, _raw_token(request, fields))
         if isinstance(token, JsonResponse):
             return token
-        problems, requested = {}, None
+        problems, requested, note = {}, None, ""
         try:
-            requested = _requested_provider(token.account, fields.get("sent_via", ""))
+            requested, note = _requested_provider(token.account, fields.get("sent_via", ""))
         except InvalidInput as exc:  # named with every other bad field
             problems = exc.errors
         outgoing = outgoing_email(
@@ -279,7 +281,7 @@ def _send_email(request: HttpRequest) -> JsonResponse:
         result = email_send(account=token.account, outgoing=outgoing, requested_provider=requested)
     except AppError as exc:
         return error_answer(exc)
-    return _sent_answer(result.email)
+    return _sent_answer(result.email, note)
 
 
 # Listing --------------------------------------------------------------------------------------
@@ -299,7 +301,7 @@ def _row(summary: dict[str, Any], bodies: dict[int, str]) -> dict[str, Any]:
         "to_email": ", ".join(summary["to"]),
         "subject": summary["subject"],
         "body_text": bodies.get(summary["id"], summary["text_preview"]),
-        "sent_via": LEGACY_NAMES.get(via["kind"], via["kind"]) if via else None,
+        "sent_via": legacy_name(via["kind"]) if via else None,
         "created": _created(summary["created_at"]),
         "status": summary["status"],
     }

@@ -9,12 +9,8 @@ from django.db import models
 from django.db.models import Q
 
 from mailer import crypto
-
-
-class ProviderKind(models.TextChoices):
-    SMTP = "smtp", "SMTP"
-    SES = "ses", "Amazon SES"
-    SENDGRID = "sendgrid", "SendGrid"
+from mailer.providers import kind_choices
+from mailer.vocabulary import EmailStatus, Outcome
 
 
 class ProviderConfig(models.Model):
@@ -23,7 +19,7 @@ class ProviderConfig(models.Model):
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_configs"
     )
-    kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    kind = models.CharField(max_length=20, choices=kind_choices)
     name = models.CharField(max_length=100)
     priority = models.PositiveIntegerField(default=100)
     enabled = models.BooleanField(default=True)
@@ -61,13 +57,6 @@ class ProviderConfig(models.Model):
         return crypto.decrypt_json(self.secrets_encrypted)
 
 
-class EmailStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed"
-
-
 class Email(models.Model):
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="emails"
@@ -93,7 +82,7 @@ class Email(models.Model):
         ProviderConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Kind of the provider that accepted it, kept when that provider config is deleted.
-    sent_via_kind = models.CharField(max_length=20, blank=True, choices=ProviderKind.choices)
+    sent_via_kind = models.CharField(max_length=20, blank=True, choices=kind_choices)
     provider_message_id = models.CharField(max_length=255, blank=True)
     status = models.CharField(
         max_length=20, choices=EmailStatus.choices, default=EmailStatus.QUEUED
@@ -164,18 +153,13 @@ class Email(models.Model):
 
 
 class DeliveryAttempt(models.Model):
-    class Outcome(models.TextChoices):
-        SENT = "sent", "Sent"
-        REJECTED = "rejected", "Rejected"
-        PROVIDER_ERROR = "provider_error", "Provider error"
-        AMBIGUOUS = "ambiguous", "Ambiguous"
-        SKIPPED = "skipped", "Skipped (circuit open)"
+    Outcome = Outcome
 
     email = models.ForeignKey(Email, on_delete=models.CASCADE, related_name="attempts")
     provider = models.ForeignKey(
         ProviderConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts"
     )
-    provider_kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    provider_kind = models.CharField(max_length=20, choices=kind_choices)
     provider_name = models.CharField(max_length=100)
     outcome = models.CharField(max_length=20, choices=Outcome.choices)
     error_code = models.CharField(max_length=64, blank=True)

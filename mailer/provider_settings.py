@@ -1,38 +1,20 @@
-"""What each provider kind accepts as settings and secrets, and where its hosts may point."""
+"""Clean a provider config against its kind's spec (mailer.providers.<kind>), and check where
+its hosts may point."""
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 
 from mailer.errors import InvalidInput, NameTaken
-from mailer.providers import net
+from mailer.providers import net, specs
+from mailer.providers.spec import KindSpec, Option, text
+from mailer.providers.urls import parse_provider_url, redact
 
-# Planned in DESIGN.md but without a provider module yet: named so the error can say "not yet".
-PLANNED_KINDS = ("mailgun", "mandrill")
-SMTP_SECURITY = ("starttls", "ssl", "none")
-# Presets for pages: a kind and its settings; the user adds the secrets.
-PRESETS: dict[str, dict[str, Any]] = {
-    "gmail": {
-        "kind": "smtp",
-        "label": "Gmail (SMTP)",
-        "settings": {"host": "smtp.gmail.com", "port": 587, "security": "starttls"},
-    },
-}
 # The whole budget for resolving one host name while validating a config.
 RESOLVE_TIMEOUT = 2.0
-MAX_SECRET_LENGTH = 4096
-
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
 
 
 class ProviderSettingsError(InvalidInput):
@@ -43,159 +25,37 @@ class ProviderNameTaken(NameTaken):
     """The only problem: another provider of the account already has this name."""
 
 
-# Field cleaners: return the clean value or raise ValueError with a message for people -------
-
-
-def _text(value: Any, *, max_length: int = 255) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be a string.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("must not contain line breaks or control characters.")
-    if len(value) > max_length:
-        raise ValueError(f"must be at most {max_length} characters.")
-    return value
-
-
-def _secret(value: Any) -> str:
-    # Never echo the value: error messages are returned to the caller and logged.
-    return _text(value, max_length=MAX_SECRET_LENGTH)
-
-
-def _host(value: Any) -> str:
-    """A host name or an IP address (IPv6 with or without brackets), no scheme or port."""
-    host = _text(value).strip()
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        return str(ipaddress.ip_address(bare))
-    except ValueError:
-        pass
-    name = bare.rstrip(".").lower()
-    if not _HOSTNAME.match(name) or name.rsplit(".", 1)[-1].isdigit():
-        raise ValueError(
-            f"{host!r} is not a host name or IP address (give only the host, like "
-            "'smtp.example.com', without scheme or port)."
-        )
-    return name
-
-
-def _port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError("must be a whole number from 1 to 65535.")
-    return value
-
-
-def _security(value: Any) -> str:
-    if value not in SMTP_SECURITY:
-        raise ValueError(f"must be one of {', '.join(SMTP_SECURITY)}.")
-    return value
-
-
-def _region(value: Any) -> str:
-    region = _text(value, max_length=50).strip()
-    if not _REGION.match(region):
-        raise ValueError(f"{region!r} is not an AWS region like 'eu-west-1'.")
-    return region
-
-
-def _url(value: Any) -> str:
-    """An http(s) base URL. No user:password@: settings are returned by the API, secrets not."""
-    url = _text(value, max_length=2048).strip()
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError:
-        raise ValueError(f"{url!r} has an invalid port.") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL like 'https://api.example.com'.")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not contain credentials; put them in secrets.")
-    if parts.fragment or parts.query:
-        raise ValueError("must not contain a query or fragment.")
-    _host(parts.hostname)
-    return url.rstrip("/")
-
-
-def url_host(url: str) -> str:
-    return urlsplit(url).hostname or ""
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting or secret. `default` may be a function of the other clean settings;
-    `host` extracts the host the provider will connect to, for the private-address rule."""
-
-    name: str
-    clean: Callable[[Any], Any]
-    required: bool = False
-    default: Any = None
-    requires: tuple[str, ...] = ()
-    host: Callable[[str], str] | None = None
-    help: str = ""
-
-
-@dataclass(frozen=True)
-class KindSpec:
-    kind: str
-    label: str
-    settings: tuple[Option, ...]
-    secrets: tuple[Option, ...]
-
-
-KINDS: dict[str, KindSpec] = {
-    spec.kind: spec
-    for spec in (
-        KindSpec(
-            "smtp",
-            "SMTP",
-            settings=(
-                Option("host", _host, required=True, host=str, help="e.g. smtp.gmail.com"),
-                # The port the chosen security implies unless given: 465 is SMTPS.
-                Option("port", _port, default=lambda s: 465 if s.get("security") == "ssl" else 587),
-                Option("security", _security, default="starttls"),
-            ),
-            secrets=(
-                Option("username", _secret, requires=("password",)),
-                Option("password", _secret),
-            ),
-        ),
-        KindSpec(
-            "ses",
-            "Amazon SES",
-            settings=(
-                Option("region", _region, required=True, help="e.g. eu-west-1"),
-                Option("endpoint_url", _url, host=url_host, help="only for SES-compatible APIs"),
-            ),
-            secrets=(
-                Option("access_key_id", _secret, required=True),
-                Option("secret_access_key", _secret, required=True),
-            ),
-        ),
-        KindSpec(
-            "sendgrid",
-            "SendGrid",
-            settings=(
-                Option("host", _url, host=url_host, help="e.g. https://api.eu.sendgrid.com"),
-            ),
-            secrets=(Option("api_key", _secret, required=True),),
-        ),
-    )
-}
-
-
 def kind_spec(kind: Any) -> KindSpec:
     """The spec of an available kind, or ProviderSettingsError naming the ones that exist."""
-    available = ", ".join(KINDS)
-    if isinstance(kind, str) and kind in KINDS:
-        return KINDS[kind]
-    if kind in PLANNED_KINDS:
-        message = f"{kind!r} is not available yet; available kinds: {available}."
-    else:
-        message = f"unknown provider kind {kind!r}; available kinds: {available}."
+    kinds = specs()
+    if isinstance(kind, str) and kind in kinds:
+        return kinds[kind]
+    message = f"unknown provider kind {kind!r}; available kinds: {', '.join(kinds)}."
     raise ProviderSettingsError({"kind": [message]})
 
 
+def provider_urls(
+    urls: Iterable[str], *, source: str
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Each URL's (kind, settings, secrets), cleaned as a config saved through the API is (the
+    same defaults), but trusted: the operator's own hosts may be private. Raises ValueError
+    naming every URL that can't be used, as `source[index]` with the URL without its
+    credentials, and why."""
+    parsed, problems = [], []
+    for index, url in enumerate(urls):
+        try:
+            kind, settings, secrets = parse_provider_url(url)
+            settings, secrets = clean_provider(kind, settings, secrets, trusted=True)
+            parsed.append((kind, settings, secrets))
+        except (ValueError, ProviderSettingsError) as exc:
+            problems.append(f"{source}[{index}] ({redact(url)!r}): {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return parsed
+
+
 def clean_name(value: Any) -> str:
-    name = _text(value, max_length=100).strip()
+    name = text(value, max_length=100).strip()
     if not name:
         raise ValueError("must not be empty.")
     if name.isdigit():

@@ -48,7 +48,7 @@ def web(tmp_path_factory, site_sink) -> AppServer:
     server = start_app_server(
         tmp_path_factory.mktemp("web"), workers=2,
         SESSION_COOKIE_SECURE="false", CSRF_COOKIE_SECURE="false",
-        MAIL_PROVIDER_URLS=f"smtp://127.0.0.1:{site_sink.port}",
+        MAIL_PROVIDER_URLS=f"smtp://127.0.0.1:{site_sink.port}?security=none",
         DEFAULT_FROM_EMAIL="emailservice <no-reply@example.com>",
     )  # fmt: skip
     yield server

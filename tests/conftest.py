@@ -15,6 +15,9 @@ pytest_plugins = [
     "tests.fakes.smtp_fixtures",
     "tests.fakes.sendgrid",
     "tests.fakes.ses",
+    "tests.fakes.mailgun",
+    "tests.fakes.mandrill",
+    "tests.fakes.postmark",
     "tests.browser",
 ]
 

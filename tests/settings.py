@@ -12,7 +12,7 @@ os.environ.setdefault("ALLOW_PRIVATE_PROVIDER_HOSTS", "true")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("PROVIDER_TIMEOUT", "2")
 os.environ.setdefault("PROVIDER_CONNECT_TIMEOUT", "1")
-os.environ.setdefault("MAIL_PROVIDER_URLS", "smtp://127.0.0.1:9")
+os.environ.setdefault("MAIL_PROVIDER_URLS", "smtp://127.0.0.1:9?security=none")
 # Processes a test starts inherit this, so they share the circuit state with the test.
 os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{os.getpid()}")
 if not os.environ.get("REDIS_URL"):

@@ -12,7 +12,7 @@ from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import email_send
 from mailer.validation import Attachment, OutgoingEmail, decode_base64, invalid_text
 
-from .schemas import DbId, EmailIn, EmailOut, EmailPage, EmailStatusName, Problem
+from .schemas import DbId, EmailIn, EmailOut, EmailPage, Problem
 
 router = Router(tags=["emails"])
 
@@ -126,7 +126,7 @@ def send_email(
 class ListFilters(Schema):
     page: int = NinjaField(1, ge=1, le=10_000_000)
     page_size: int = NinjaField(10, ge=1, le=100)
-    status: EmailStatusName | None = None
+    status: EmailStatus | None = None
     provider: DbId | None = NinjaField(None, description="Only emails sent via this provider id")
 
 

@@ -1,17 +1,17 @@
 """Request and response shapes of the API (pydantic, through django-ninja)."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from ninja import Field, Schema
 from pydantic import ConfigDict, field_validator
 
+from mailer.providers import specs
 from mailer.validation import control_character
+from mailer.vocabulary import CircuitState, EmailStatus, Outcome
 
 # Ids are 64-bit in every database we run on; larger numbers are a 422, not a database error.
 DbId = Annotated[int, Field(ge=1, le=2**63 - 1)]
-EmailStatusName = Literal["queued", "sending", "sent", "failed"]
-Outcome = Literal["sent", "rejected", "provider_error", "ambiguous", "skipped"]
 
 
 def _as_list(value: Any) -> Any:
@@ -96,7 +96,7 @@ class EmailSummaryOut(Schema):
     model_config = ConfigDict(populate_by_name=True)
 
     id: int
-    status: EmailStatusName
+    status: EmailStatus
     from_: str = Field(alias="from")
     to: list[str]
     cc: list[str]
@@ -151,20 +151,29 @@ class Problem(Schema):
 
 # Providers ------------------------------------------------------------------------------------
 
-CircuitStateName = Literal["closed", "open", "half-open", "unknown"]
-_KINDS_HELP = "smtp, ses or sendgrid (mailgun and mandrill are planned)."
-_SETTINGS_HELP = (
-    "Plain settings of the kind: smtp {host, port (587), security (starttls|ssl|none)}; "
-    "ses {region, endpoint_url?}; sendgrid {host?}."
-)
-_SECRETS_HELP = (
-    "Write-only, stored encrypted, never returned: smtp {username, password}; "
-    "ses {access_key_id, secret_access_key}; sendgrid {api_key}."
-)
+
+def _kinds_help() -> tuple[str, str, str]:
+    """The kinds, and each kind's settings and secrets (`?` optional), from the registry."""
+    kinds = specs().values()
+    names = ", ".join(spec.kind for spec in kinds)
+    settings = "; ".join(
+        f"{spec.kind} {{{', '.join(o.summary() for o in spec.settings)}}}" for spec in kinds
+    )
+    secrets = "; ".join(
+        f"{spec.kind} {{{', '.join(o.summary() for o in spec.secrets)}}}" for spec in kinds
+    )
+    return (
+        f"One of: {names}.",
+        f"Plain settings of the kind (defaults in brackets): {settings}.",
+        f"Write-only, stored encrypted, never returned: {secrets}.",
+    )
+
+
+_KINDS_HELP, _SETTINGS_HELP, _SECRETS_HELP = _kinds_help()
 
 
 class CircuitOut(Schema):
-    state: CircuitStateName = Field(description="'unknown' only while the cache is unreachable.")
+    state: CircuitState = Field(description="'unknown' only while the cache is unreachable.")
     consecutive_failures: int
     last_error: str
     last_error_at: datetime | None

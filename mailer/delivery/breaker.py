@@ -22,13 +22,10 @@ from django.core.cache.backends.base import BaseCache
 from django.dispatch import Signal
 
 from mailer import cacheguard
+from mailer.vocabulary import CircuitState
 
 logger = logging.getLogger("mailer.delivery")
 
-CLOSED = "closed"
-OPEN = "open"
-HALF_OPEN = "half-open"
-UNKNOWN = "unknown"  # the cache holding the state is unreachable
 
 # Counters of a provider that stops being used should not live forever.
 _STATE_TTL = 7 * 24 * 3600
@@ -71,8 +68,8 @@ def _fail_open(fallback: Callable[..., Any]) -> Callable:
 
 
 @dataclass(frozen=True)
-class CircuitState:
-    state: str
+class Circuit:
+    state: CircuitState
     failures: int
     open_until: float | None
     last_error: str
@@ -102,23 +99,27 @@ class CircuitBreaker:
         return f"{base}:fails", f"{base}:open_until", f"{base}:probe", f"{base}:last_error"
 
     @_fail_open(
-        lambda key: CircuitState(
-            UNKNOWN, 0, None, "circuit state unavailable: the cache is unreachable", None
+        lambda key: Circuit(
+            CircuitState.UNKNOWN,
+            0,
+            None,
+            "circuit state unavailable: the cache is unreachable",
+            None,
         )
     )
-    def state(self, key: str, *, now: float | None = None) -> CircuitState:
+    def state(self, key: str, *, now: float | None = None) -> Circuit:
         fails_key, open_key, _, error_key = self._keys(key)
         values = self.cache.get_many([fails_key, open_key, error_key])
         now = time.time() if now is None else now
         open_until = values.get(open_key)
         last_error, last_error_at = values.get(error_key) or ("", None)
         if open_until is None:
-            state = CLOSED
+            state = CircuitState.CLOSED
         elif now < open_until:
-            state = OPEN
+            state = CircuitState.OPEN
         else:
-            state = HALF_OPEN
-        return CircuitState(
+            state = CircuitState.HALF_OPEN
+        return Circuit(
             state, int(values.get(fails_key) or 0), open_until, last_error, last_error_at
         )
 
@@ -167,16 +168,18 @@ class CircuitBreaker:
         return True
 
     def states(self, keys: list[str], *, now: float | None = None) -> dict[str, str]:
-        """The state (CLOSED, OPEN or HALF_OPEN) of many circuits in one cache read; every one
-        UNKNOWN if the cache can't answer. For reports: it elects no probe."""
+        """The state (closed, open or half-open) of many circuits in one cache read; every one
+        unknown if the cache can't answer. For reports: it elects no probe."""
         open_keys = {self._keys(key)[1]: key for key in keys}
         values = self.guard("circuit states", lambda: self.cache.get_many(list(open_keys)), None)
         if values is None:
-            return dict.fromkeys(keys, UNKNOWN)
+            return dict.fromkeys(keys, CircuitState.UNKNOWN)
         now = time.time() if now is None else now
-        states = dict.fromkeys(keys, CLOSED)
+        states = dict.fromkeys(keys, CircuitState.CLOSED)
         for open_key, open_until in values.items():
-            states[open_keys[open_key]] = OPEN if now < open_until else HALF_OPEN
+            states[open_keys[open_key]] = (
+                CircuitState.OPEN if now < open_until else CircuitState.HALF_OPEN
+            )
         return states
 
     @_fail_open(lambda key: None)

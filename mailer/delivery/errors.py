@@ -6,27 +6,21 @@ import logging
 from dataclasses import dataclass
 
 from mailer.providers.base import ProviderError
+from mailer.vocabulary import Outcome
 
 logger = logging.getLogger("mailer.delivery")
-
-SENT = "sent"
-REJECTED = "rejected"
-PROVIDER_ERROR = "provider_error"
-AMBIGUOUS = "ambiguous"
-SKIPPED = "skipped"
-OUTCOMES = (SENT, REJECTED, PROVIDER_ERROR, AMBIGUOUS, SKIPPED)
 
 
 @dataclass(frozen=True)
 class Classified:
-    outcome: str
+    outcome: Outcome
     code: str
     message: str
     opens_circuit: bool = False
 
     @property
     def counts_for_breaker(self) -> bool:
-        return self.outcome in (PROVIDER_ERROR, AMBIGUOUS)
+        return self.outcome in (Outcome.PROVIDER_ERROR, Outcome.AMBIGUOUS)
 
 
 def classify(exc: BaseException) -> Classified:
@@ -39,4 +33,4 @@ def classify(exc: BaseException) -> Classified:
     if isinstance(exc, ProviderError):
         return Classified(exc.outcome, exc.code, exc.message, exc.opens_circuit)
     logger.error("unexpected error inside a provider", exc_info=exc)
-    return Classified(PROVIDER_ERROR, "unexpected_error", f"{type(exc).__name__}: {exc}")
+    return Classified(Outcome.PROVIDER_ERROR, "unexpected_error", f"{type(exc).__name__}: {exc}")

@@ -13,9 +13,10 @@ from django.core.mail import EmailMessage
 
 from mailer.providers.base import Provider
 from mailer.providers.net import Deadline
+from mailer.vocabulary import Outcome
 
 from .breaker import CircuitBreaker
-from .errors import AMBIGUOUS, REJECTED, SENT, SKIPPED, classify
+from .errors import classify
 
 logger = logging.getLogger("mailer.delivery")
 
@@ -56,31 +57,27 @@ class Delivery:
     @property
     def accepted(self) -> Attempt | None:
         last = self.attempts[-1] if self.attempts else None
-        return last if last is not None and last.outcome == SENT else None
-
-    @property
-    def status(self) -> str:
-        return "sent" if self.accepted else "failed"
+        return last if last is not None and last.outcome == Outcome.SENT else None
 
     @property
     def rejected(self) -> bool:
-        return any(a.outcome == REJECTED for a in self.attempts)
+        return any(a.outcome == Outcome.REJECTED for a in self.attempts)
 
     @property
     def possible_duplicate(self) -> bool:
-        return any(a.outcome == AMBIGUOUS for a in self.attempts)
+        return any(a.outcome == Outcome.AMBIGUOUS for a in self.attempts)
 
     @property
     def failure_reason(self) -> str:
         if self.accepted:
             return ""
-        tried = [a for a in self.attempts if a.outcome != SKIPPED]
+        tried = [a for a in self.attempts if a.outcome != Outcome.SKIPPED]
         if not tried:
             if self.untried:
                 return "The send's time budget was spent before any provider could be tried."
             return "No provider is configured and enabled for this account."
         last = tried[-1]
-        if last.outcome == REJECTED:
+        if last.outcome == Outcome.REJECTED:
             return f"{last.candidate.label} rejected the message: {last.message}"
         if self.untried:
             return (
@@ -130,7 +127,7 @@ def _attempt(
     duration = time.perf_counter() - clock
     breaker.record_success(candidate.key)
     logger.info("attempt via %s: sent %s (%.3fs)", candidate.label, message_id, duration)
-    return Attempt(candidate, SENT, "", "", message_id or "", started_at, duration)
+    return Attempt(candidate, Outcome.SENT, "", "", message_id or "", started_at, duration)
 
 
 def deliver(
@@ -156,7 +153,7 @@ def deliver(
         delivery.attempts.append(attempt)
         if on_attempt is not None:
             on_attempt(attempt)
-        return attempt.outcome in (SENT, REJECTED)
+        return attempt.outcome in (Outcome.SENT, Outcome.REJECTED)
 
     def out_of_time(remaining: Sequence[Candidate]) -> bool:
         if budget is None or budget.remaining() >= MIN_ATTEMPT_SECONDS:
@@ -166,20 +163,20 @@ def deliver(
         )
         why = f"not tried: the send's time budget ({budget.seconds:g} s) was spent"
         for candidate in remaining:
-            record(Attempt(candidate, SKIPPED, OUT_OF_TIME, why))
+            record(Attempt(candidate, Outcome.SKIPPED, OUT_OF_TIME, why))
         delivery.untried = len(remaining)
         return True
 
     for index, candidate in enumerate(candidates):
         if not breaker.allow(candidate.key):
-            record(Attempt(candidate, SKIPPED, "circuit_open", "circuit open: not tried"))
+            record(Attempt(candidate, Outcome.SKIPPED, "circuit_open", "circuit open: not tried"))
             continue
         if out_of_time(candidates[index:]):
             return delivery
         if record(_attempt(message, candidate, breaker, interrupts, budget)):
             return delivery
 
-    if candidates and all(a.outcome == SKIPPED for a in delivery.attempts):
+    if candidates and all(a.outcome == Outcome.SKIPPED for a in delivery.attempts):
         logger.warning("every circuit is open; trying the providers in order anyway")
         for index, candidate in enumerate(candidates):
             if out_of_time(candidates[index:]):

@@ -29,7 +29,7 @@ from django.dispatch import receiver
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
 from mailer.delivery.breaker import circuit_opened
-from mailer.delivery.errors import SKIPPED
+from mailer.vocabulary import Outcome
 
 logger = logging.getLogger("mailer.metrics")
 
@@ -105,7 +105,7 @@ def attempt_finished(attempt) -> None:
     try:
         kind, config = _provider_of(attempt.candidate)
         ATTEMPTS.labels(kind, _config_label(config), attempt.outcome).inc()
-        if attempt.outcome != SKIPPED:
+        if attempt.outcome != Outcome.SKIPPED:
             ATTEMPT_SECONDS.labels(kind, attempt.outcome).observe(attempt.duration)
     except Exception:  # metrics must never cost a delivery
         logger.exception("metrics: recording an attempt failed")

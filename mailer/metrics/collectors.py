@@ -10,8 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from mailer.delivery.breaker import CLOSED, HALF_OPEN, OPEN, UNKNOWN
 from mailer.providers.urls import parse_provider_url
+from mailer.vocabulary import CircuitState
 
 logger = logging.getLogger("mailer.metrics")
 
@@ -53,25 +53,25 @@ class QueueCollector:
         )
 
 
-_STATE_VALUES = {HALF_OPEN: 1, OPEN: 2}
+_STATE_VALUES = {CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
 def _circuits() -> Iterable[tuple[str, str, str]]:
     """(breaker key, kind, config label) of every circuit that can be in use: the enabled
     provider configs, then the site's own mailers."""
+    from mailer.backends import url_circuit_name
     from mailer.models import ProviderConfig
 
     configs = ProviderConfig.objects.filter(enabled=True).order_by("pk").values_list("pk", "kind")
     for pk, kind in configs.iterator(chunk_size=2000):
         yield f"provider:{pk}", kind, str(pk)
     for alias, mailer in settings.MAILERS.items():
-        # Named as mailer.backends.FailoverEmailBackend names the providers of its URLs.
         for index, url in enumerate(mailer.get("OPTIONS", {}).get("urls", ()), start=1):
             try:
                 kind = parse_provider_url(url)[0]
             except ValueError:
                 continue  # `manage.py check` reports it
-            name = f"{alias}-{index}-{kind}"
+            name = url_circuit_name(alias, index, kind)
             yield f"mailer:{name}", kind, name
 
 
@@ -93,7 +93,12 @@ class CircuitCollector:
             "and kind: 2 open, 1 half-open (its next attempt is a probe). Absent: closed.",
             labels=["config", "kind"],
         )
-        totals = {CLOSED: 0, HALF_OPEN: 0, OPEN: 0, UNKNOWN: 0}
+        totals = {
+            CircuitState.CLOSED: 0,
+            CircuitState.HALF_OPEN: 0,
+            CircuitState.OPEN: 0,
+            CircuitState.UNKNOWN: 0,
+        }
         circuit_breaker = breaker()
         listed, limit = 0, settings.METRICS_MAX_CIRCUITS
         chunk: list[tuple[str, str, str]] = []
@@ -124,7 +129,7 @@ class CircuitCollector:
             return listed
         states = circuit_breaker.states([key for key, _, _ in chunk])
         for key, kind, config in chunk:
-            current = states.get(key, UNKNOWN)
+            current = states.get(key, CircuitState.UNKNOWN)
             totals[current] = totals.get(current, 0) + 1
             if current in _STATE_VALUES and listed < limit:
                 family.add_metric([config, kind], _STATE_VALUES[current])

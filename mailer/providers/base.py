@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, ClassVar
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from .net import Deadline
+from mailer.vocabulary import Outcome
+
+from .net import Deadline, sanitize
 
 logger = logging.getLogger("mailer.providers")
 
@@ -23,7 +26,7 @@ class ProviderError(Exception):
     (an SMTP reply code, an HTTP status, an AWS error code); the message is for people.
     """
 
-    outcome: ClassVar[str] = "provider_error"
+    outcome: ClassVar[Outcome] = Outcome.PROVIDER_ERROR
     opens_circuit: ClassVar[bool] = False
 
     def __init__(self, message: str, *, code: str = "", response: Any = None) -> None:
@@ -36,13 +39,13 @@ class ProviderError(Exception):
 class MessageRejected(ProviderError):
     """The message itself can't be sent anywhere: bad or refused recipients, too large."""
 
-    outcome = "rejected"
+    outcome = Outcome.REJECTED
 
 
 class ProviderUnavailable(ProviderError):
     """This provider can't send now: quota, throttling, 5xx, network trouble. Try the next one."""
 
-    outcome = "provider_error"
+    outcome = Outcome.PROVIDER_ERROR
 
 
 class ProviderAuthError(ProviderUnavailable):
@@ -62,7 +65,7 @@ class ConfigurationError(ProviderAuthError):
 class AmbiguousDelivery(ProviderError):
     """The request reached the provider and no answer came: it may or may not have been sent."""
 
-    outcome = "ambiguous"
+    outcome = Outcome.AMBIGUOUS
 
 
 def error_for_http_status(status: int, detail: str, *, response: Any = None) -> ProviderError:
@@ -82,12 +85,20 @@ def error_for_http_status(status: int, detail: str, *, response: Any = None) -> 
 class Provider(BaseEmailBackend):
     """Base for every provider: a Django email backend built from settings and secrets.
 
-    `send()` runs one fixed pipeline for each message: it sets the attempt's deadline, calls the
-    subclass's `transmit(message, deadline) -> provider message id`, and names a failure that the
-    deadline caused as such. Subclasses raise ProviderError subclasses for every failure, connect
-    only through mailer.providers.net (checked addresses, deadlines, no redirects) and never
-    touch the database or another provider. Instances are long-lived (one per provider config
-    per process) and may keep connections open.
+    `send()` runs one fixed pipeline for each message, as anymail's base backend does:
+
+    1. `prepare(message)`: build what goes on the wire (MIME, a JSON payload). A message that
+       can't be encoded (ValueError, UnicodeError) is `MessageRejected`: no provider could.
+    2. `transmit(prepared, deadline) -> provider message id`, with the attempt's deadline.
+    3. `map_error(exc)`: what the client library raised, as one of our ProviderError classes
+       (None: not understood; failover logs it as a bug and moves on). A failure the deadline
+       caused is named as such.
+
+    The client (an HTTP client, an SDK client, an SMTP connection) is built by `build_client()`
+    on first use, under one lock, and closed by `close()`. Subclasses connect only through
+    mailer.providers.net (checked addresses, deadlines, no redirects) and never touch the
+    database or another provider. Instances are long-lived (one per provider config per
+    process) and may keep connections open.
     """
 
     kind: ClassVar[str] = ""
@@ -100,9 +111,12 @@ class Provider(BaseEmailBackend):
         attempt_deadline: float | None = None,
         allow_private_hosts: bool | None = None,
         alias: str | None = None,
+        fail_silently: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(alias=alias, **kwargs)
+        # Django's own backends keep this themselves (BaseEmailBackend's is deprecated).
+        self.fail_silently = bool(fail_silently)
         self.timeout = float(timeout)
         self.connect_timeout = float(min(connect_timeout, timeout))
         # A whole attempt: connect, greeting, transfer, answer. Socket timeouts bound one read.
@@ -114,6 +128,8 @@ class Provider(BaseEmailBackend):
 
             allow_private_hosts = settings.ALLOW_PRIVATE_PROVIDER_HOSTS
         self.allow_private_hosts = bool(allow_private_hosts)
+        self._client: Any = None
+        self._lock = threading.Lock()
 
     def require(self, name: str, value: Any) -> Any:
         """Return value, or raise ConfigurationError naming the missing setting."""
@@ -123,12 +139,30 @@ class Provider(BaseEmailBackend):
             )
         return value
 
+    # The pipeline ----------------------------------------------------------------------------
+
     def send(self, message: EmailMessage, *, deadline: Deadline | None = None) -> str:
         """Send one message within `deadline` (default: this provider's attempt deadline);
         return the provider's message id. Raise ProviderError on failure."""
         deadline = deadline or Deadline(self.attempt_deadline)
         try:
-            return self.transmit(message, deadline)
+            prepared = self.prepare(message)
+        except ProviderError:
+            raise
+        except (ValueError, UnicodeError) as exc:
+            raise MessageRejected(
+                f"message could not be encoded: {sanitize(str(exc))}", code="encoding"
+            ) from exc
+        try:
+            try:
+                return self.transmit(prepared, deadline)
+            except ProviderError:
+                raise
+            except Exception as exc:
+                mapped = self.map_error(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
         except (ProviderUnavailable, AmbiguousDelivery) as exc:
             if not deadline.expired or isinstance(exc, ProviderAuthError):
                 raise
@@ -138,23 +172,58 @@ class Provider(BaseEmailBackend):
                 code="deadline",
             ) from exc
 
-    def transmit(self, message: EmailMessage, deadline: Deadline) -> str:
-        """Send one message, finishing by `deadline`; return the provider's message id."""
+    def prepare(self, message: EmailMessage) -> Any:
+        """What `transmit` sends for this message; by default the message itself."""
+        return message
+
+    def transmit(self, prepared: Any, deadline: Deadline) -> str:
+        """Send one prepared message, finishing by `deadline`; return its provider message id."""
         raise NotImplementedError
 
+    def map_error(self, exc: Exception) -> ProviderError | None:
+        """Our error for what the client library raised, or None if it is not understood."""
+        return None
+
+    # The client ------------------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """The client, built on first use: a missing key fails the attempt, not the import."""
+        with self._lock:
+            if self._client is None:
+                self._client = self.build_client()
+            return self._client
+
+    def build_client(self) -> Any:
+        raise NotImplementedError
+
+    def close_client(self, client: Any) -> None:
+        close = getattr(client, "close", None)
+        if close is not None:
+            close()
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            self.close_client(client)
+
+    # Django's backend contract ---------------------------------------------------------------
+
     def send_messages(self, email_messages: list[EmailMessage]) -> int:
-        """Django's backend contract: how many were sent. With fail_silently a failure is
-        counted out instead of raised."""
+        """How many were sent. With fail_silently, as Django's own backends do, no error is
+        raised: a message that fails is counted out (and logged) and the rest are tried."""
         sent = 0
         for message in email_messages:
             if not message.recipients():
                 continue
             try:
                 self.send(message)
-            except ProviderError:
+            except Exception as exc:
                 if not self.fail_silently:
                     raise
-                logger.warning("%s: a message was not sent (fail_silently)", self.describe())
+                logger.warning(
+                    "%s: a message was not sent (fail_silently): %s", self.describe(), exc
+                )
                 continue
             sent += 1
         return sent

@@ -1,53 +1,41 @@
-"""Parse provider URLs (`smtp://user:pass@host:587`, `ses://KEY:SECRET@eu-west-1`,
-`sendgrid://:APIKEY@`) into a provider kind and its options, for the site's own mail
-(MAIL_PROVIDER_URLS). Error messages never quote a URL: it carries credentials; see redact()."""
+"""Parse provider URLs (`smtp://user:pass@host:587`, `ses://KEY:SECRET@eu-west-1`, ...: each
+kind's spec names its schemes and reads its URL) into a kind, settings and secrets, for the
+site's own mail (MAIL_PROVIDER_URLS). Error messages never quote a URL: it carries
+credentials; see redact()."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-SMTP_SECURITY = ("starttls", "ssl", "none")
+from . import specs
+from .spec import ProviderUrl
 
 
-def parse_provider_url(url: str) -> tuple[str, dict[str, Any]]:
-    parts = urlsplit(url.strip())
+def parse_provider_url(url: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(kind, settings, secrets) as the URL gives them; the kind's spec fills in its defaults
+    when they are cleaned (mailer.provider_settings.clean_provider), as for any other config."""
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise ValueError(f"not a URL: {exc}") from None
     scheme = parts.scheme.lower()
-    query = dict(parse_qsl(parts.query))
-    user = unquote(parts.username or "")
-    password = unquote(parts.password or "")
-    if scheme in ("smtp", "smtps"):
-        port = parts.port or (465 if scheme == "smtps" else 25)
-        default_security = {465: "ssl", 587: "starttls"}.get(port, "none")
-        security = "ssl" if scheme == "smtps" else query.get("security", default_security)
-        if security not in SMTP_SECURITY:
-            raise ValueError(f"security must be one of {', '.join(SMTP_SECURITY)}")
-        options: dict[str, Any] = {
-            "host": parts.hostname or "localhost",
-            "port": port,
-            "security": security,
-        }
-        if user:
-            options.update(username=user, password=password)
-        return "smtp", options
-    if scheme == "ses":
-        options = {
-            "region": parts.hostname or query.get("region", "us-east-1"),
-            "access_key_id": user,
-            "secret_access_key": password,
-        }
-        if "endpoint_url" in query:
-            options["endpoint_url"] = query["endpoint_url"]
-        return "ses", options
-    if scheme == "sendgrid":
-        options = {"api_key": password or user}
-        if parts.hostname:
-            options["host"] = f"https://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        if "host" in query:
-            options["host"] = query["host"]
-        return "sendgrid", options
-    raise ValueError(f"unknown provider URL scheme {scheme!r}: use smtp, smtps, ses or sendgrid")
+    spec = next((s for s in specs().values() if scheme in s.url_schemes), None)
+    if spec is None:
+        known = ", ".join(scheme for s in specs().values() for scheme in s.url_schemes)
+        raise ValueError(f"unknown provider URL scheme {scheme!r}: use {known}")
+    settings, secrets = spec.from_url(
+        ProviderUrl(
+            scheme=scheme,
+            hostname=parts.hostname or "",
+            port=parts.port,
+            username=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
+            query=dict(parse_qsl(parts.query)),
+        )
+    )
+    return spec.kind, settings, secrets
 
 
 def redact(url: str) -> str:
@@ -56,17 +44,3 @@ def redact(url: str) -> str:
     if "@" not in parts.netloc:
         return url.strip()
     return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
-
-
-def parse_provider_urls(urls: Sequence[str], *, source: str) -> list[tuple[str, dict[str, Any]]]:
-    """Each URL's (kind, options), in order. Raises ValueError naming every URL that can't be
-    read, as `source[index]` with the URL without its credentials, and why."""
-    parsed, problems = [], []
-    for index, url in enumerate(urls):
-        try:
-            parsed.append(parse_provider_url(url))
-        except ValueError as exc:
-            problems.append(f"{source}[{index}] ({redact(url)!r}): {exc}")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return parsed

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from mailer.delivery.breaker import CircuitBreaker, CircuitState
+from mailer.delivery.breaker import Circuit, CircuitBreaker
 from mailer.errors import InvalidInput
 from mailer.models import ProviderConfig
 from mailer.validation import check_address
@@ -38,7 +38,7 @@ def provider_choices(*, account) -> list[str]:
     ]
 
 
-def circuit_dict(state: CircuitState) -> dict[str, Any]:
+def circuit_dict(state: Circuit) -> dict[str, Any]:
     def when(ts: float | None) -> datetime | None:
         return datetime.fromtimestamp(ts, UTC) if ts else None
 

@@ -9,8 +9,8 @@ from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from mailer.delivery.errors import OUTCOMES, SKIPPED
 from mailer.models import DeliveryAttempt, ProviderConfig
+from mailer.vocabulary import Outcome
 
 HEALTH_WINDOW = timedelta(hours=24)
 PERCENTILES = (50, 95)
@@ -22,7 +22,7 @@ class ProviderHealth:
     of the attempts that reached it (not `skipped`); None when there were none."""
 
     provider: ProviderConfig
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     latency: dict[int, int | None] = field(default_factory=lambda: dict.fromkeys(PERCENTILES))
 
     @property
@@ -56,14 +56,14 @@ def provider_health(*, account, since: datetime | None = None) -> list[ProviderH
     # provider_id IN (...) plus the time range: the (provider, started_at) index serves both.
     attempts = DeliveryAttempt.objects.filter(provider_id__in=health, started_at__gte=since)
     _count_outcomes(attempts, health)
-    _latency_percentiles(attempts.exclude(outcome=SKIPPED), health)
+    _latency_percentiles(attempts.exclude(outcome=Outcome.SKIPPED), health)
     return list(health.values())
 
 
 def _count_outcomes(attempts, health: dict[int, ProviderHealth]) -> None:
-    per_outcome = {o: Count("id", filter=Q(outcome=o)) for o in OUTCOMES}
+    per_outcome = {o: Count("id", filter=Q(outcome=o)) for o in Outcome}
     for row in attempts.values("provider_id").annotate(**per_outcome).order_by():
-        health[row["provider_id"]].counts = {o: row[o] for o in OUTCOMES}
+        health[row["provider_id"]].counts = {o: row[o] for o in Outcome}
 
 
 def _latency_percentiles(attempts, health: dict[int, ProviderHealth]) -> None:

@@ -16,9 +16,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from mailer import listcache
-from mailer.delivery.errors import REJECTED, SKIPPED
 from mailer.delivery.failover import Delivery
 from mailer.models import DeliveryAttempt, Email, EmailStatus
+from mailer.vocabulary import Outcome
 
 from .emails import email_finish, email_try, outcome_fields, sent_fields
 from .enqueue import emails_enqueue
@@ -59,8 +59,8 @@ def _expired(email: Email, now: datetime) -> bool:
 def _next_step(email: Email, delivery: Delivery, now: datetime) -> tuple[datetime | None, str]:
     """(when to try again, or None when this try's outcome is final; the "gave up" preamble of
     the failure reason when retries ran out)."""
-    tried = [a for a in delivery.attempts if a.outcome != SKIPPED]
-    if delivery.accepted or not tried or tried[-1].outcome == REJECTED:
+    tried = [a for a in delivery.attempts if a.outcome != Outcome.SKIPPED]
+    if delivery.accepted or not tried or tried[-1].outcome == Outcome.REJECTED:
         return None, ""
     if _expired(email, now):
         return None, _gave_up(email, now)
@@ -123,11 +123,11 @@ def email_release(*, email: Email, why: str) -> str:
         .select_related("provider")
         .order_by("started_at", "id")
     )
-    last = next((a for a in reversed(attempts) if a.outcome != SKIPPED), None)
+    last = next((a for a in reversed(attempts) if a.outcome != Outcome.SKIPPED), None)
     fields: dict = {"updated_at": now}
-    if last is not None and last.outcome == DeliveryAttempt.Outcome.SENT:
+    if last is not None and last.outcome == Outcome.SENT:
         fields |= sent_fields(last.provider, last.provider_kind, last.provider_message_id, now)
-    elif last is not None and last.outcome == DeliveryAttempt.Outcome.REJECTED:
+    elif last is not None and last.outcome == Outcome.REJECTED:
         reason = f"{last.provider_kind} '{last.provider_name}' rejected the message: "
         fields |= {"status": EmailStatus.FAILED, "failure_reason": reason + last.error_message}
     elif _expired(email, now):

@@ -10,15 +10,16 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from mailer import selectors
 from mailer.errors import AppError
-from mailer.models import DeliveryAttempt, Email, EmailStatus
+from mailer.models import Email, EmailStatus
 from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import IdempotencyConflict, email_send
+from mailer.vocabulary import Outcome
 
 from .email_forms import EmailFilterForm, SendForm
 
 PAGE_SIZE = 10
 MAX_ID = 2**63 - 1
-OUTCOMES = dict(DeliveryAttempt.Outcome.choices)
+OUTCOMES = dict(Outcome.choices)
 
 
 def _announce(request: HttpRequest, email_id: int) -> None:

@@ -8,11 +8,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from mailer.delivery.breaker import breaker
-from mailer.delivery.errors import OUTCOMES
-from mailer.models import DeliveryAttempt
 from mailer.selectors.stats import HEALTH_WINDOW, PERCENTILES, ProviderHealth, provider_health
-
-LABELS = dict(DeliveryAttempt.Outcome.choices)
+from mailer.vocabulary import Outcome
 
 
 def _percent(share: float) -> str:
@@ -23,12 +20,12 @@ def _outcomes(health: ProviderHealth) -> list[dict]:
     """Each outcome's count and share, and its segment of the provider's stacked bar (x and
     width in percent of the bar, as SVG attribute values)."""
     cells, x = [], 0.0
-    for outcome in OUTCOMES:
+    for outcome in Outcome:
         share = health.share(outcome)
         cells.append(
             {
                 "outcome": outcome,
-                "label": LABELS[outcome],
+                "label": outcome.label,
                 "count": health.counts[outcome],
                 "percent": _percent(share),
                 "x": f"{x:.3f}",
@@ -57,7 +54,7 @@ def health(request: HttpRequest) -> HttpResponse:
         "health/health.html",
         {
             "rows": rows,
-            "outcomes": [(o, LABELS[o]) for o in OUTCOMES],
+            "outcomes": Outcome.choices,
             "percentiles": PERCENTILES,
             "window_hours": int(HEALTH_WINDOW.total_seconds() // 3600),
         },

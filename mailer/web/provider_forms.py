@@ -1,5 +1,5 @@
-"""Forms of the provider pages: one form per provider kind (secrets write-only), and the
-test send's."""
+"""Forms of the provider pages: one form per provider kind, generated from its spec (secrets
+write-only), and the test send's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 from django import forms
 
 from mailer.models import ProviderConfig
-from mailer.provider_settings import KINDS, MAX_SECRET_LENGTH, PRESETS
+from mailer.providers import specs
+from mailer.providers.spec import MAX_SECRET_LENGTH, KindSpec, Option
 
 from .forms import PageForm
 
@@ -25,7 +26,7 @@ def _secret_input(label: str) -> forms.CharField:
 
 
 class ProviderForm(PageForm, forms.Form):
-    """Name, enabled, and the settings and secrets of `kind` (KINDS in provider_settings);
+    """Name, enabled, and the settings and secrets of `kind` (its spec, mailer.providers);
     `config` is the provider being edited, None when adding one."""
 
     kind: str = ""
@@ -37,7 +38,7 @@ class ProviderForm(PageForm, forms.Form):
             kwargs["initial"] = {"name": config.name, "enabled": config.enabled, **config.settings}
         super().__init__(*args, **kwargs)
         self.config = config
-        spec = KINDS[self.kind]
+        spec = specs()[self.kind]
         self.setting_names = [o.name for o in spec.settings]
         self.secret_names = [o.name for o in spec.secrets]
         stored = set(config.secret_names) if config is not None else set()
@@ -97,73 +98,43 @@ class ProviderForm(PageForm, forms.Form):
         return changes
 
 
-class SmtpForm(ProviderForm):
-    kind = "smtp"
-    host = forms.CharField(max_length=255, help_text="The server's name, like smtp.example.com.")
-    port = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=65535,
-        help_text="Leave blank for 587 (465 with SSL/TLS).",
-    )
-    security = forms.ChoiceField(
-        choices=[
-            ("starttls", "STARTTLS (usually port 587)"),
-            ("ssl", "SSL/TLS from the start (usually port 465)"),
-            ("none", "None: plain text (only on a trusted network)"),
-        ],
-        initial="starttls",
-    )
-    username = _secret_input("Username")
-    password = _secret_input("Password")
+def _setting_field(option: Option) -> forms.Field:
+    """A page field for one setting of a spec: the services clean it, with everything else."""
+    common = {"label": option.title, "help_text": option.help, "required": option.required}
+    if option.field == "choice":
+        default = option.default if isinstance(option.default, str) else option.choices[0][0]
+        return forms.ChoiceField(choices=option.choices, initial=default, **common)
+    if option.field == "number":
+        return forms.IntegerField(min_value=1, max_value=65535, **common)
+    return forms.CharField(max_length=option.max_length, **common)
 
 
-class SesForm(ProviderForm):
-    kind = "ses"
-    region = forms.CharField(label="AWS region", max_length=50, help_text="Like eu-west-1.")
-    endpoint_url = forms.CharField(
-        label="Endpoint URL",
-        required=False,
-        max_length=2048,
-        help_text="Only for an SES-compatible API; leave blank for AWS.",
-    )
-    access_key_id = _secret_input("Access key ID")
-    secret_access_key = _secret_input("Secret access key")
-
-
-class SendGridForm(ProviderForm):
-    kind = "sendgrid"
-    host = forms.CharField(
-        label="API host",
-        required=False,
-        max_length=2048,
-        help_text="Leave blank for https://api.sendgrid.com; the EU host is "
-        "https://api.eu.sendgrid.com.",
-    )
-    api_key = _secret_input("API key")
+def form_for(spec: KindSpec) -> type[ProviderForm]:
+    """The page form of a kind, generated from its spec: its settings, then its secrets."""
+    fields: dict[str, forms.Field] = {o.name: _setting_field(o) for o in spec.settings}
+    fields |= {o.name: _secret_input(o.title) for o in spec.secrets}
+    name = f"{spec.kind.title().replace('_', '')}Form"
+    return type(name, (ProviderForm,), {"kind": spec.kind, **fields})
 
 
 PROVIDER_FORMS: dict[str, type[ProviderForm]] = {
-    form.kind: form for form in (SmtpForm, SesForm, SendGridForm)
+    kind: form_for(spec) for kind, spec in specs().items()
 }
 # The choices of the "add a provider" page: (kind, preset or "", label, what it needs).
-NOTES = {
-    "smtp": "Any SMTP server: host, port, security, and a username and password if it wants them.",
-    "ses": "Amazon Simple Email Service: a region and an access key.",
-    "sendgrid": "SendGrid's Web API: an API key.",
-    "gmail": "SMTP with Gmail's server filled in: your address and an app password.",
-}
-ADD_CHOICES = [(kind, "", spec.label, NOTES.get(kind, "")) for kind, spec in KINDS.items()] + [
-    (preset["kind"], name, preset["label"], NOTES.get(name, "")) for name, preset in PRESETS.items()
+ADD_CHOICES = [(kind, "", spec.label, spec.note) for kind, spec in specs().items()] + [
+    (kind, preset.name, preset.label, preset.note)
+    for kind, spec in specs().items()
+    for preset in spec.presets
 ]
 
 
 def preset_initial(name: str, *, kind: str) -> dict[str, Any] | None:
     """Initial form values for a preset ("gmail") of this kind, or None if there is none."""
-    preset = PRESETS.get(name)
-    if preset is None or preset["kind"] != kind:
+    spec = specs().get(kind)
+    preset = next((p for p in spec.presets if p.name == name), None) if spec else None
+    if preset is None:
         return None
-    return {"name": preset["label"].split(" ")[0], "enabled": True, **preset["settings"]}
+    return {"name": preset.label.split(" ")[0], "enabled": True, **preset.settings}
 
 
 class ProviderTestForm(PageForm, forms.Form):

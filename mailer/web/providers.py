@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from mailer.delivery.breaker import CircuitBreaker, breaker
 from mailer.errors import AppError
 from mailer.models import ProviderConfig
-from mailer.provider_settings import KINDS, PRESETS
+from mailer.providers import specs
 from mailer.selectors.providers import (
     provider_detail,
     provider_get,
@@ -59,12 +59,12 @@ def _back_to(config: ProviderConfig) -> HttpResponse:
 def _row(config: ProviderConfig, circuit_breaker: CircuitBreaker) -> dict[str, Any]:
     fields = PROVIDER_FORMS[config.kind].base_fields
     detail = provider_detail(config, breaker=circuit_breaker)
-    detail["kind_label"] = KINDS[config.kind].label
+    detail["kind_label"] = specs()[config.kind].label
     detail["setting_items"] = [
         (fields[k].label or pretty_name(k), v) for k, v in config.settings.items()
     ]
     detail["secret_items"] = [
-        (fields[o.name].label, o.name in config.secret_names) for o in KINDS[config.kind].secrets
+        (fields[o.name].label, o.name in config.secret_names) for o in specs()[config.kind].secrets
     ]
     return detail
 
@@ -129,7 +129,8 @@ def add(request: HttpRequest, kind: str) -> HttpResponse:
     if request.method == "POST" and (config := _save(form, save)) is not None:
         messages.success(request, f"Added the provider {config.name}.")
         return _back_to(config)
-    label = PRESETS[preset]["label"] if preset else KINDS[kind].label
+    spec = specs()[kind]
+    label = next((p.label for p in spec.presets if p.name == preset), spec.label)
     return render(
         request,
         "providers/form.html",

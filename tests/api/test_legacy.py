@@ -241,27 +241,40 @@ def test_comma_separated_to_email_is_split(client, account, token, smtp_provider
     assert smtp_sink.received[0].rcpt_tos == ["a@example.org", "jo@example.org", "z@example.org"]
 
 
-def test_sent_via_with_no_such_provider_is_400(client, account, token, smtp_provider, add_provider):
+def test_sent_via_for_a_kind_not_configured_fails_over_and_says_so(
+    client, account, token, smtp_provider, smtp_sink, add_provider
+):
+    """The original failed over when its chosen provider could not send; a kind the account has
+    not configured is such a preference: its providers are tried in order, and the answer says
+    the preference could not be honoured."""
     add_provider("sendgrid", name="off", secrets={"api_key": VALID_KEY}, enabled=False)
-    response = send(client, token, sent_via="1")
+    for sent_via, kind in (("1", "Amazon SES"), ("3", "SendGrid"), ("4", "Mailgun")):
+        response = send(client, token, sent_via=sent_via)  # a disabled one is not configured
 
-    assert response.status_code == 400
-    assert response.json()["errors"] == {
-        "sent_via": [
-            "No Amazon SES provider is configured for this account; "
-            "configured: SMTP 'smtp-1' (sent_via=2)."
-        ]
-    }
-    assert send(client, token, sent_via="3").status_code == 400  # disabled is not configured
-    assert not Email.objects.filter(account=account).exists()
+        assert response.status_code == 200, response.json()
+        body = response.json()
+        assert body["sent_via"] == "google_SMTP"
+        assert body["sent_via_note"] == (
+            f"No {kind} provider is configured for this account (sent_via={sent_via}), so its "
+            "providers were tried in order: SMTP 'smtp-1' (sent_via=2)."
+        )
+        email = Email.objects.get(pk=body["id"])
+        assert (email.status, email.requested_provider) == ("sent", None)
+    assert len(smtp_sink.handler.received) == 3
 
 
-@pytest.mark.parametrize("value", ["4", "0", "sendgrid", "3.0"])
+def test_sent_via_for_a_configured_kind_adds_no_note(client, token, smtp_provider):
+    body = send(client, token, sent_via="2").json()
+    assert body["sent_via"] == "google_SMTP" and "sent_via_note" not in body
+
+
+@pytest.mark.parametrize("value", ["8", "0", "sendgrid", "3.0"])
 def test_bad_sent_via_names_the_valid_values(client, token, smtp_provider, value):
     response = send(client, token, sent_via=value)
     assert response.status_code == 400
     [message] = response.json()["errors"]["sent_via"]
-    assert "1 (Amazon SES), 2 (SMTP), 3 (SendGrid)" in message and repr(value) in message
+    assert "1 (Amazon SES), 2 (SMTP), 3 (SendGrid), 4 (Mailgun), 5 (Mandrill)" in message
+    assert "6 (Postmark)" in message and repr(value) in message
 
 
 def test_token_missing_invalid_or_revoked_is_403(client, account, token, smtp_provider):

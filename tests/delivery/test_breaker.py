@@ -15,8 +15,9 @@ from django.core.cache import cache
 
 from harness.factories import loopback_smtp
 from harness.smtp import ScriptedHandler
-from mailer.delivery.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, breaker
+from mailer.delivery.breaker import CircuitBreaker, breaker
 from mailer.services import email_send
+from mailer.vocabulary import CircuitState
 from tests.conftest import outgoing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ def test_open_circuit_is_skipped_without_a_network_call(
     for _ in range(3):
         email = email_send(account=first.account, outgoing=outgoing()).email
         assert [a.outcome for a in email.attempts.all()] == ["provider_error", "sent"]
-    assert breaker().state(first.breaker_key).state == OPEN
+    assert breaker().state(first.breaker_key).state == CircuitState.OPEN
     connections = flaky.handler.connections
 
     email = email_send(account=first.account, outgoing=outgoing()).email
@@ -48,11 +49,11 @@ def test_open_circuit_is_skipped_without_a_network_call(
     # After the reset period exactly one probe goes through; it succeeds and closes the circuit.
     flaky.handler.mail_reply = None
     time.sleep(0.7)
-    assert breaker().state(first.breaker_key).state == HALF_OPEN
+    assert breaker().state(first.breaker_key).state == CircuitState.HALF_OPEN
     email = email_send(account=first.account, outgoing=outgoing()).email
     assert [a.outcome for a in email.attempts.all()] == ["sent"]
     assert email.sent_via == first
-    assert breaker().state(first.breaker_key).state == CLOSED
+    assert breaker().state(first.breaker_key).state == CircuitState.CLOSED
     assert len(flaky.received) == 1
 
 
@@ -68,7 +69,7 @@ def test_auth_error_opens_the_circuit_at_once(add_provider, smtp_server, smtp_si
     add_provider("smtp", name="healthy", settings=loopback_smtp(smtp_sink.port))
     email_send(account=first.account, outgoing=outgoing())
     state = breaker().state(first.breaker_key)
-    assert state.state == OPEN
+    assert state.state == CircuitState.OPEN
     assert "535" in state.last_error
 
 
@@ -82,7 +83,7 @@ def test_a_failed_probe_reopens_the_circuit(add_provider, closed_port, smtp_sink
     time.sleep(0.4)
     email = email_send(account=first.account, outgoing=outgoing()).email
     assert [a.outcome for a in email.attempts.all()] == ["provider_error", "sent"]
-    assert breaker().state(first.breaker_key).state == OPEN
+    assert breaker().state(first.breaker_key).state == CircuitState.OPEN
 
 
 @pytest.mark.django_db
@@ -101,7 +102,7 @@ def test_every_circuit_open_still_tries_in_order(add_provider, closed_port, smtp
         ("dead", "provider_error"),
         ("healthy", "sent"),
     ]
-    assert breaker().state(healthy.breaker_key).state == CLOSED
+    assert breaker().state(healthy.breaker_key).state == CircuitState.CLOSED
 
 
 def test_half_open_lets_exactly_one_probe_through():
@@ -121,9 +122,9 @@ def test_consecutive_count_resets_on_success():
     board.record_success("k")
     board.record_failure("k", error="3")
     board.record_failure("k", error="4")
-    assert board.state("k").state == CLOSED
+    assert board.state("k").state == CircuitState.CLOSED
     assert board.record_failure("k", error="5") is True
-    assert board.state("k").state == OPEN
+    assert board.state("k").state == CircuitState.OPEN
 
 
 CHILD = """
@@ -159,11 +160,11 @@ def test_state_is_shared_between_processes_through_redis(settings):
     # Another process sees this process's failures ...
     breaker().record_failure(key, error="parent failure 1")
     breaker().record_failure(key, error="parent failure 2")
-    assert run_child("read", key) == {"state": CLOSED, "allow": True}
+    assert run_child("read", key) == {"state": CircuitState.CLOSED, "allow": True}
     # ... adds the one that trips the circuit, and this process sees it open.
-    assert run_child("fail", key, "1") == {"state": OPEN, "allow": False}
+    assert run_child("fail", key, "1") == {"state": CircuitState.OPEN, "allow": False}
     state = breaker().state(key)
-    assert state.state == OPEN
+    assert state.state == CircuitState.OPEN
     assert state.failures == 3
     assert state.last_error == "child failure 0"
     assert not breaker().allow(key)

@@ -1,4 +1,5 @@
-"""A SendGrid v3 Mail Send stand-in on loopback: auth, validation, 202 + X-Message-Id, failures."""
+"""A SendGrid v3 Mail Send stand-in on loopback (tests/fakes/http_stub.py): Bearer auth, the
+documented validation, 202 + X-Message-Id, and SendGrid's {"errors": [...]} bodies."""
 
 from __future__ import annotations
 
@@ -7,20 +8,12 @@ import binascii
 import json
 import re
 import secrets
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
+from tests.fakes.http_stub import Reply, Request, StubServer, stand_in_fixture
 
 VALID_KEY = "SG.test-key.stand-in"
-# ok: validate and accept; 401/429/500: answer that; stall: read the request and never answer
-# (until STALL_SECONDS or shutdown); drop: read the request and close the connection.
-MODES = ("ok", "401", "429", "500", "stall", "drop")
-STALL_SECONDS = 5.0
 MAX_BODY_BYTES = 20 * 1024 * 1024  # SendGrid's documented limit for the whole message
 HELP = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message."
 RESERVED_HEADERS = set(
@@ -143,102 +136,46 @@ def validate(body: Any) -> list[dict[str, Any]]:
     return errors
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: SendGridServer
+def _errors(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
+    return Reply.json(status, {"errors": [_error(message)]}, headers)
 
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
 
-    def _answer(self, status: int, error: str = "", headers: dict | None = None) -> None:
-        body = json.dumps({"errors": [_error(error)]}).encode() if error else b""
-        self._send(status, body, headers)
+class SendGridServer(StubServer):
+    """POST /v3/mail/send. Modes: http_stub's, the redirect to SendGrid's EU host."""
 
-    def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if body:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    REDIRECT_TO = "https://api.eu.sendgrid.com{path}"
 
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        server, mode = self.server, self.server.mode
-        with server.lock:
-            server.requests.append(raw)
-        if self.path != "/v3/mail/send":
-            return self._answer(404, "not found")
-        if mode in ("stall", "drop"):  # the request arrived in full; never answer it
-            if mode == "stall":
-                server.stopping.wait(STALL_SECONDS)
-            self.close_connection = True
-            return None
-        if mode == "401" or self.headers.get("Authorization") != f"Bearer {server.api_key}":
-            return self._answer(401, BAD_KEY)
+    def __init__(self, api_key: str = VALID_KEY) -> None:
+        super().__init__()
+        self.api_key = api_key
+
+    def failure(self, mode: str, request: Request) -> Reply:
+        if mode == "401":
+            return _errors(401, BAD_KEY)
         if mode == "429":
             reset = str(int(time.time()) + 60)
             limits = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0"}
-            return self._answer(429, "too many requests", {**limits, "X-RateLimit-Reset": reset})
-        if mode == "500":
-            return self._answer(500, "Internal server error")
-        if self.headers.get_content_type() != "application/json":
-            return self._answer(415, "Content-Type should be application/json.")
-        if len(raw) > MAX_BODY_BYTES:
-            return self._answer(413, "The JSON payload you have included is too large.")
+            return _errors(429, "too many requests", {**limits, "X-RateLimit-Reset": reset})
+        return _errors(500, "Internal server error")
+
+    def answer(self, request: Request, mode: str) -> Reply:
+        if request.path != "/v3/mail/send":
+            return _errors(404, "not found")
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self.failure("401", request)
+        if request.content_type() != "application/json":
+            return _errors(415, "Content-Type should be application/json.")
+        if len(request.body) > MAX_BODY_BYTES:
+            return _errors(413, "The JSON payload you have included is too large.")
         try:
-            body = json.loads(raw)
+            body = json.loads(request.body)
         except ValueError:
-            return self._answer(400, "Bad Request")
+            return _errors(400, "Bad Request")
         if errors := validate(body):
-            return self._send(400, json.dumps({"errors": errors}).encode())
+            return Reply.json(400, {"errors": errors})
         message_id = secrets.token_urlsafe(16)
-        with server.lock:
-            server.messages.append(
-                {**body, "_message_id": message_id, "_headers": dict(self.headers.items())}
-            )
-        return self._send(202, b"", {"X-Message-Id": message_id})
+        self.record(body, request, message_id)
+        return Reply(202, headers={"X-Message-Id": message_id})
 
 
-class SendGridServer(ThreadingHTTPServer):
-    """POST /v3/mail/send on 127.0.0.1 and a free port. Set `mode` to one of MODES."""
-
-    daemon_threads = True
-
-    def __init__(self, api_key: str = VALID_KEY) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.api_key = api_key
-        self.mode = "ok"
-        self.messages: list[dict[str, Any]] = []  # accepted payloads, with _message_id, _headers
-        self.requests: list[bytes] = []  # every raw body that arrived, accepted or not
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.url = f"http://127.0.0.1:{self.server_port}"
-
-    def start(self) -> SendGridServer:
-        thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.shutdown()
-        self.server_close()
-
-
-@contextmanager
-def running_sendgrid(api_key: str = VALID_KEY) -> Iterator[SendGridServer]:
-    server = SendGridServer(api_key).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def sendgrid_server() -> Iterator[SendGridServer]:
-    """A started stand-in in mode "ok" accepting VALID_KEY; stopped after the test."""
-    with running_sendgrid() as server:
-        yield server
+sendgrid_server = stand_in_fixture(SendGridServer, "sendgrid_server")

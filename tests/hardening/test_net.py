@@ -21,8 +21,8 @@ from mailer.providers.base import (
     MessageRejected,
     ProviderUnavailable,
 )
-from mailer.providers.sendgrid import SendGridProvider
-from mailer.providers.smtp import SmtpProvider
+from mailer.providers.sendgrid.transport import SendGridProvider
+from mailer.providers.smtp.transport import SmtpProvider
 from tests.appserver import create_account, start_app_server
 from tests.conftest import outgoing
 from tests.fakes.hostile import Internal, RebindingDns, Redirector, Trickler

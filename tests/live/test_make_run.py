@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
+import subprocess
 from pathlib import Path
 
 from harness.procs import children, process_group_alive
@@ -43,6 +46,13 @@ def test_make_run_serves_with_a_working_demo_account(tmp_path):
         assert sent.json()["sent_via"]["name"] == "Local sink"
         app.wait_for("'From make run'")
 
+        # The README's curl for the original contract, as it stands there: sent_via=3 asks for
+        # SendGrid, which the demo account has not: its providers are tried and the answer says so.
+        original = _readme_curl(app)
+        assert original["status"] == 200 and original["sent_via"] == "google_SMTP", original
+        assert "No SendGrid provider is configured" in original["sent_via_note"]
+        app.wait_for("'Hello'")
+
         # make run's outbox sweep takes back a send whose process died (stored `sending` and
         # claimed, its lease run out, nothing recorded) and delivers it.
         sweepers = [pid for pid in processes_of(app.env["ENV_FILE"]) if _is_sweeper(pid)]
@@ -60,6 +70,26 @@ def test_make_run_serves_with_a_working_demo_account(tmp_path):
     # Ctrl-C stopped everything it started: nothing of its process group is left.
     assert not process_group_alive(app.process.pid), "make run left processes behind"
     assert not _answers_ping(redis_port) and not redis_dir.exists(), "its redis-server stopped"
+
+
+def _readme_curl(app) -> dict:
+    """Run the README's first `curl` of "The original contract" against the app, with its
+    token: the command people copy, not a paraphrase of it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## The original contract", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    command = block.split("\ncurl ", 1)[0].replace("\\\n", " ")
+    assert command.startswith("curl -X POST http://127.0.0.1:8000/send_email/"), command
+    command = command.replace("http://127.0.0.1:8000", app.url)
+    done = subprocess.run(
+        ["bash", "-c", f"{command} -sS --max-time 60"],
+        env={**os.environ, "TOKEN": app.token},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=True,
+    )
+    return json.loads(done.stdout)
 
 
 def _is_sweeper(pid: int) -> bool:

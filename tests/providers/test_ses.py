@@ -21,7 +21,7 @@ from mailer.providers.base import (
     ProviderAuthError,
     ProviderUnavailable,
 )
-from mailer.providers.ses import SesProvider
+from mailer.providers.ses.transport import SesProvider
 from tests.conftest import outgoing
 from tests.fakes.ses import DUMMY_KEYS, REGION
 

@@ -15,7 +15,7 @@ from mailer.providers.base import (
     ProviderAuthError,
     ProviderUnavailable,
 )
-from mailer.providers.smtp import SmtpProvider
+from mailer.providers.smtp.transport import SmtpProvider
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
 

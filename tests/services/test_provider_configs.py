@@ -9,7 +9,7 @@ import pytest
 
 from mailer.delivery.pool import ProviderPool, candidate_for
 from mailer.provider_settings import ProviderNameTaken, ProviderSettingsError
-from mailer.providers.smtp import SmtpProvider
+from mailer.providers.smtp.transport import SmtpProvider
 from mailer.services import provider_config_create, provider_config_update
 
 LOOPBACK = {"host": "127.0.0.1", "port": 2525, "security": "none"}

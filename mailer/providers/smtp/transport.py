@@ -6,15 +6,14 @@ import email.policy
 import smtplib
 import socket
 import ssl
-import threading
+from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 
 from django.core.mail import EmailMessage
 from django.core.mail.utils import DNS_NAME
-from django.utils.encoding import punycode
 
-from .base import (
+from ..base import (
     AmbiguousDelivery,
     ConfigurationError,
     MessageRejected,
@@ -23,10 +22,11 @@ from .base import (
     ProviderError,
     ProviderUnavailable,
 )
-from .net import BlockedHost, Deadline, connect, enforced, sanitize, shutdown
+from ..message_parts import idna_address
+from ..net import BlockedHost, Deadline, connect, enforced, sanitize, shutdown
+from . import SECURITY
 
-SECURITY_MODES = ("starttls", "ssl", "none")
-GMAIL_PRESET = {"host": "smtp.gmail.com", "port": 587, "security": "starttls"}
+SECURITY_MODES = tuple(value for value, _ in SECURITY)
 
 # Replies to RCPT that mean "this recipient does not exist or is not allowed": the message is
 # wrong, not the server. 554 is deliberately absent: servers use it for "relay denied" and
@@ -68,15 +68,23 @@ def _envelope_address(value: str) -> str:
     encodes the headers). A local part that is not ASCII would need SMTPUTF8: refused here, so
     it can't fail half-way through a transaction."""
     address = parseaddr(value)[1] or value
-    local, at, domain = address.rpartition("@")
+    local, at, _ = address.rpartition("@")
     try:
         if not at or not local.isascii():
             raise UnicodeError("the part before @ must be ASCII")
-        return f"{local}@{domain if domain.isascii() else punycode(domain)}"
+        return idna_address(address)
     except UnicodeError as exc:
         raise MessageRejected(
             f"address {value!r} can't be sent over SMTP: {exc}", code="encoding"
         ) from exc
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    sender: str
+    recipients: list[str]
+    raw: bytes
+    message_id: str
 
 
 class _PinnedSMTP(smtplib.SMTP):
@@ -122,9 +130,7 @@ class SmtpProvider(Provider):
         self.username = username
         self.password = password
         self.tls_ca_file = tls_ca_file
-        self._connection: smtplib.SMTP | None = None
         self._active: smtplib.SMTP | None = None  # the connection the watchdog may cut
-        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"smtp {self.host}:{self.port}"
@@ -228,27 +234,29 @@ class SmtpProvider(Provider):
 
     def open(self) -> bool:
         with self._lock:
-            if self._connection is not None:
+            if self._client is not None:
                 return False
-            self._connection = self._connect(Deadline(self.attempt_deadline))
+            self._client = self._connect(Deadline(self.attempt_deadline))
             return True
 
-    def close(self) -> None:
-        with self._lock:
-            self._close(self._connection)
-            self._connection = None
+    def close_client(self, client: smtplib.SMTP) -> None:
+        self._close(client)
 
     # Sending -------------------------------------------------------------------------------
 
-    def transmit(self, message: EmailMessage, deadline: Deadline) -> str:
-        try:
-            mime = message.message(policy=email.policy.SMTP)
-            raw = mime.as_bytes()
-        except (ValueError, UnicodeError) as exc:
-            raise MessageRejected(f"message could not be encoded: {exc}", code="encoding") from exc
-        sender = _envelope_address(message.from_email)
-        recipients = [_envelope_address(r) for r in message.recipients()]
-        message_id = str(mime["Message-ID"] or "")
+    def prepare(self, message: EmailMessage) -> _Envelope:
+        mime = message.message(policy=email.policy.SMTP)
+        return _Envelope(
+            sender=_envelope_address(message.from_email),
+            recipients=[_envelope_address(r) for r in message.recipients()],
+            raw=mime.as_bytes(),
+            message_id=str(mime["Message-ID"] or ""),
+        )
+
+    def transmit(self, prepared: _Envelope, deadline: Deadline) -> str:
+        sender, recipients, raw = prepared.sender, prepared.recipients, prepared.raw
+        # The connection is this provider's client, held under the base class's lock for a
+        # whole transaction (it is built with the attempt's deadline, so not by client()).
         # One message at a time per connection; waiting for it counts against the deadline.
         if not self._lock.acquire(timeout=deadline.remaining()):
             raise ProviderUnavailable(
@@ -260,22 +268,22 @@ class SmtpProvider(Provider):
         finally:
             self._active = None
             self._lock.release()
-        return message_id
+        return prepared.message_id
 
     def _send_locked(
         self, sender: str, recipients: list[str], raw: bytes, deadline: Deadline
     ) -> None:
-        reused = self._connection is not None
+        reused = self._client is not None
         if reused:
-            self._active = self._connection
-            self._connection.sock.settimeout(deadline.cap(self.timeout))
+            self._active = self._client
+            self._client.sock.settimeout(deadline.cap(self.timeout))
         else:
-            self._connection = self._connect(deadline)
+            self._client = self._connect(deadline)
         try:
-            self._transaction(self._connection, sender, recipients, raw, reused=reused)
+            self._transaction(self._client, sender, recipients, raw, reused=reused)
         except _Stale:
-            self._connection = self._connect(deadline)
-            self._transaction(self._connection, sender, recipients, raw, reused=False)
+            self._client = self._connect(deadline)
+            self._transaction(self._client, sender, recipients, raw, reused=False)
         except ProviderError:
             raise
         except BaseException:
@@ -290,7 +298,7 @@ class SmtpProvider(Provider):
             shutdown(getattr(conn, "sock", None))
 
     def _drop(self) -> None:
-        conn, self._connection = self._connection, None
+        conn, self._client = self._client, None
         if conn is not None:
             conn.close()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextvars
 import email.policy
-import threading
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +22,7 @@ from botocore.exceptions import (
 )
 from django.core.mail import EmailMessage
 
-from .base import (
+from ..base import (
     ConfigurationError,
     MessageRejected,
     Provider,
@@ -31,8 +30,9 @@ from .base import (
     ProviderError,
     ProviderUnavailable,
 )
-from .httpclient import HttpClient
-from .net import Deadline, sanitize
+from ..httpclient import HttpClient
+from ..message_parts import idna_address
+from ..net import Deadline, sanitize
 
 # The deadline of the attempt in progress in this thread, for the before-send hook.
 _deadline: contextvars.ContextVar[Deadline] = contextvars.ContextVar("ses_attempt_deadline")
@@ -67,13 +67,12 @@ _REJECTED_CODES = {"BadRequestException", "InvalidParameterValue", "ValidationEx
 
 
 def _ascii_address(value: str) -> str:
-    """The bare address with an IDNA domain: SES wants 7-bit addresses outside the MIME body."""
+    """The bare address with an IDNA domain: SES wants 7-bit addresses outside the MIME body.
+    Unlike SMTP's envelope, one that can't be made so (no "@", a domain IDNA can't encode)
+    goes as it is, for SES to judge; so does a local part that is not ASCII."""
     address = parseaddr(value)[1] or value
-    local, at, domain = address.rpartition("@")
-    if not at:
-        return address
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
+        return idna_address(address)
     except UnicodeError:
         return address
 
@@ -100,6 +99,7 @@ class SesProvider(Provider):
         access_key_id: str = "",
         secret_access_key: str = "",
         endpoint_url: str | None = None,
+        configuration_set: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -107,20 +107,13 @@ class SesProvider(Provider):
         self.access_key_id = access_key_id
         self.secret_access_key = secret_access_key
         self.endpoint_url = endpoint_url or None
-        self._client: Any = None
+        self.configuration_set = configuration_set or None
         self._http: dict[str, HttpClient] = {}  # per origin: the endpoint, and no other
-        self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"ses {self.region}"
 
-    def _get_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._build_client()
-            return self._client
-
-    def _build_client(self) -> Any:
+    def build_client(self) -> Any:
         # Explicit keys on a private session: the default credential chain (env, ~/.aws,
         # instance role) must never send one account's mail with another's identity.
         access_key_id = self.require("access_key_id", self.access_key_id)
@@ -189,19 +182,15 @@ class SesProvider(Provider):
         )
 
     def close(self) -> None:
+        super().close()
         with self._lock:
-            client, self._client = self._client, None
             https, self._http = list(self._http.values()), {}
-        if client is not None:
-            client.close()
         for http in https:
             http.close()
 
-    def transmit(self, message: EmailMessage, deadline: Deadline) -> str:
-        try:
-            raw = message.message(policy=email.policy.SMTP).as_bytes()  # CRLF line ends
-        except (ValueError, UnicodeError) as exc:
-            raise MessageRejected(f"message could not be encoded: {exc}", code="encoding") from exc
+    def prepare(self, message: EmailMessage) -> dict[str, Any]:
+        """SendEmail's arguments: the raw MIME (CRLF line ends) and the envelope."""
+        raw = message.message(policy=email.policy.SMTP).as_bytes()
         # The display name travels in the raw From header; FromEmailAddress only picks the
         # identity SES checks, and a bare address avoids SES's rules for encoding names there.
         destination = {
@@ -213,27 +202,36 @@ class SesProvider(Provider):
             )
             if addresses
         }
-        client = self._get_client()
+        request = {
+            "FromEmailAddress": _ascii_address(message.from_email),
+            "Destination": destination,
+            "Content": {"Raw": {"Data": raw}},
+        }
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        return request
+
+    def transmit(self, prepared: dict[str, Any], deadline: Deadline) -> str:
+        client = self.client()
         token = _deadline.set(deadline)
         try:
-            response = client.send_email(
-                FromEmailAddress=_ascii_address(message.from_email),
-                Destination=destination,
-                Content={"Raw": {"Data": raw}},
-            )
-        # Network failures never come from botocore: it sends nothing itself (_before_send),
-        # and the HTTP client's ProviderErrors pass through it unchanged.
-        except ClientError as exc:
-            raise _client_error(exc) from exc
-        except (NoCredentialsError, PartialCredentialsError) as exc:
-            raise ConfigurationError(f"ses: {exc}", setting="access_key_id") from exc
-        except BotoCoreError as exc:  # parameter validation, unparsable reply and the like
-            raise ProviderUnavailable(
-                f"{self.describe()}: {type(exc).__name__}: {exc}", code=type(exc).__name__
-            ) from exc
+            # Network failures never come from botocore: it sends nothing itself (_before_send),
+            # and the HTTP client's ProviderErrors pass through it unchanged.
+            response = client.send_email(**prepared)
         finally:
             _deadline.reset(token)
         return sanitize(str(response.get("MessageId") or ""), 255)
+
+    def map_error(self, exc: Exception) -> ProviderError | None:
+        if isinstance(exc, ClientError):
+            return _client_error(exc)
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return ConfigurationError(f"ses: {exc}", setting="access_key_id")
+        if isinstance(exc, BotoCoreError):  # parameter validation, unparsable reply and the like
+            return ProviderUnavailable(
+                f"{self.describe()}: {type(exc).__name__}: {exc}", code=type(exc).__name__
+            )
+        return None
 
 
 class _Body:

@@ -1,0 +1,60 @@
+"""Mandrill (Mailchimp Transactional API 1.0, raw MIME). The transport is in transport.py."""
+
+from __future__ import annotations
+
+from .. import spec as s
+
+DEFAULT_API_URL = "https://mandrillapp.com/api/1.0"
+
+
+def from_url(url: s.ProviderUrl) -> tuple[dict, dict]:
+    """mandrill://:API_KEY@[host[:port]][?api_url=https://...]
+
+    A host stands for Mandrill's API on it, https://host[:port]/api/1.0; an API under another
+    path (a stand-in) is given whole as api_url."""
+    settings = url.params("api_url")
+    if url.hostname:
+        port = f":{url.port}" if url.port else ""
+        settings["api_url"] = f"https://{url.hostname}{port}/api/1.0"
+    return settings, {"api_key": url.password or url.username or ""}
+
+
+SPEC = s.KindSpec(
+    kind="mandrill",
+    label="Mandrill",
+    note="Mailchimp Transactional (Mandrill) API: an API key.",
+    transport="mailer.providers.mandrill.transport:MandrillProvider",
+    sent_via=5,
+    legacy_name="mandrill",
+    settings=(
+        s.Option(
+            "api_url",
+            s.url,
+            label="API URL",
+            default=DEFAULT_API_URL,
+            host=s.url_host,
+            max_length=2048,
+            help=f"The API's base URL, version included; leave blank for {DEFAULT_API_URL}.",
+        ),
+    ),
+    secrets=(
+        s.Option(
+            "api_key",
+            s.secret,
+            label="API key",
+            required=True,
+            help="A Mailchimp Transactional API key (Settings > SMTP & API Info).",
+        ),
+        s.Option(
+            "webhook_key",
+            s.secret,
+            label="Webhook key",
+            transport=False,
+            help="The key Mandrill shows for your webhook; it checks X-Mandrill-Signature. "
+            "Optional.",
+        ),
+    ),
+    url_schemes=("mandrill",),
+    from_url=from_url,
+    url_example="mandrill://:API_KEY@",
+)
