@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fakes.mailgun",
     "tests.fakes.mandrill",
     "tests.fakes.postmark",
+    "tests.fakes.resend",
     "tests.browser",
 ]
 

@@ -27,6 +27,7 @@ PACKAGES = (
     "mailer.providers.mailgun",
     "mailer.providers.mandrill",
     "mailer.providers.postmark",
+    "mailer.providers.resend",
 )
 
 

@@ -248,7 +248,7 @@ def test_sent_via_for_a_kind_not_configured_fails_over_and_says_so(
     not configured is such a preference: its providers are tried in order, and the answer says
     the preference could not be honoured."""
     add_provider("sendgrid", name="off", secrets={"api_key": VALID_KEY}, enabled=False)
-    for sent_via, kind in (("1", "Amazon SES"), ("3", "SendGrid"), ("4", "Mailgun")):
+    for sent_via, kind in (("1", "Amazon SES"), ("3", "SendGrid"), ("7", "Resend")):
         response = send(client, token, sent_via=sent_via)  # a disabled one is not configured
 
         assert response.status_code == 200, response.json()
@@ -274,7 +274,7 @@ def test_bad_sent_via_names_the_valid_values(client, token, smtp_provider, value
     assert response.status_code == 400
     [message] = response.json()["errors"]["sent_via"]
     assert "1 (Amazon SES), 2 (SMTP), 3 (SendGrid), 4 (Mailgun), 5 (Mandrill)" in message
-    assert "6 (Postmark)" in message and repr(value) in message
+    assert "6 (Postmark), 7 (Resend)" in message and repr(value) in message
 
 
 def test_token_missing_invalid_or_revoked_is_403(client, account, token, smtp_provider):

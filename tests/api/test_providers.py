@@ -183,7 +183,7 @@ def test_unknown_kinds_say_which_are_available(api, kind):
     response = api.post(URL, {"kind": kind, "name": "p", "settings": {}, "secrets": {}})
     assert response.status_code == 422
     assert fields(response) == {"kind"}
-    available = "smtp, ses, sendgrid, mailgun, mandrill, postmark"
+    available = "smtp, ses, sendgrid, mailgun, mandrill, postmark, resend"
     assert f"available kinds: {available}" in response.json()["detail"]
 
 

@@ -195,7 +195,7 @@ def test_unknown_scheme_names_every_known_one():
     with pytest.raises(ValueError) as caught:
         parse_provider_url("gopher://key@x")
     assert "unknown provider URL scheme 'gopher'" in str(caught.value)
-    for scheme in ("smtp", "smtps", "ses", "sendgrid", "mailgun", "mandrill", "postmark"):
+    for scheme in ("smtp", "smtps", "ses", "sendgrid", "mailgun", "mandrill", "postmark", "resend"):
         assert scheme in str(caught.value)
 
 

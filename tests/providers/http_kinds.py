@@ -4,6 +4,7 @@ runs the shared failure table over all five; each kind's own module builds its p
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from mailer.providers.base import (
     ProviderError,
     ProviderUnavailable,
 )
-from tests.fakes import mailgun, mandrill, postmark, sendgrid
+from tests.fakes import mailgun, mandrill, postmark, resend, sendgrid
 from tests.fakes.http_stub import StubServer
 
 
@@ -220,4 +221,52 @@ POSTMARK = HttpKind(
 )
 
 
-KINDS = (SENDGRID, MAILGUN, MANDRILL, POSTMARK)
+# Resend --------------------------------------------------------------------------------------
+
+
+def idempotency_key(message_id: str) -> str:
+    """What the Resend transport sends: stable per stored email, unique across installations."""
+    return "emailservice-" + hashlib.sha256(message_id.encode()).hexdigest()[:40]
+
+
+def _resend_carried(accepted: dict[str, Any], email: Any) -> None:
+    assert accepted["headers"] == {"X-Ref": "42", "Message-ID": email.message_id}
+    assert accepted["tags"] == [{"name": "email_id", "value": str(email.pk)}]
+    assert accepted["_headers"]["Idempotency-Key"] == idempotency_key(email.message_id)
+
+
+def _resend_429(mode: str) -> str:
+    status, name, message = resend.CANNED[mode]
+    return f"HTTP {status}: {name}: {message} (retry after 1 s)"
+
+
+RESEND = HttpKind(
+    kind="resend",
+    fixture="resend_server",
+    stub=resend.ResendServer,
+    settings=lambda url: {"api_url": url},
+    secrets={"api_key": resend.VALID_KEY},
+    url_setting="api_url",
+    failures={
+        "401": (ProviderAuthError, "401", "HTTP 401: validation_error: API key is invalid"),
+        "429": (ProviderUnavailable, "429", _resend_429("429")),
+        "quota": (ProviderUnavailable, "429", _resend_429("quota")),
+        "500": (
+            ProviderUnavailable,
+            "500",
+            "HTTP 500: application_error: An unexpected error occurred.",
+        ),
+    },
+    describes=(
+        (None, "resend https://api.resend.com"),
+        ("http://x.example/", "resend http://x.example"),
+    ),
+    refuse=refuses_localhost,
+    rejection=("422", f"HTTP 422: validation_error: {resend.BAD_ADDRESS.format('to')}"),
+    carried=_resend_carried,
+    wrong_key=("403", "HTTP 403: invalid_api_key: API key is invalid."),
+    webhook_secrets={"webhook_secret": "whsec_c2VjcmV0"},
+)
+
+
+KINDS = (SENDGRID, MAILGUN, MANDRILL, POSTMARK, RESEND)

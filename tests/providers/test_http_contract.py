@@ -1,4 +1,4 @@
-"""What every HTTP API provider (SendGrid, Mailgun, Mandrill, Postmark) does the same
+"""What every HTTP API provider (SendGrid, Mailgun, Mandrill, Postmark, Resend) does the same
 way, over real HTTP against its stand-in: each failure's outcome, its settings, the registry,
 and failover through the service. The kinds' tables are in http_kinds.py; what is a kind's own
 is in its test_<kind>.py."""

@@ -53,11 +53,17 @@ SAMPLES = {
         "postmark://:pm-token@?message_stream=broadcast",
         {"message_stream": "broadcast", "api_url": "https://api.postmarkapp.com"},
     ),
+    "resend": (
+        {},
+        {"api_key": "re_key"},
+        "resend://:re_key@",
+        {"api_url": "https://api.resend.com"},
+    ),
 }
 
 
 def test_every_registered_kind_has_a_sample():
-    assert list(specs()) == ["smtp", "ses", "sendgrid", "mailgun", "mandrill", "postmark"]
+    assert list(specs()) == ["smtp", "ses", "sendgrid", "mailgun", "mandrill", "postmark", "resend"]
     assert set(SAMPLES) == set(specs())
 
 
@@ -66,7 +72,7 @@ def test_everything_about_a_kind_is_derived_from_its_spec():
     assert kind_choices() == [(spec.kind, spec.label) for spec in specs().values()]
     assert sent_via_kinds() == {
         "1": "ses", "2": "smtp", "3": "sendgrid", "4": "mailgun", "5": "mandrill",
-        "6": "postmark",
+        "6": "postmark", "7": "resend",
     }  # fmt: skip
     assert [legacy_name(k) for k in ("ses", "smtp", "sendgrid")] == [
         "amazon_SES", "google_SMTP", "send_grid",
