@@ -59,8 +59,9 @@ format: $(VENV)/.dev
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache
 
-# make bench: throughput, latency, failover, queue and memory figures as ratios against baselines
-# measured in the same run (bench/README.md). make bench-soak: RSS over 50,000 sends.
+# make bench: throughput, latency, failover, queue, memory and webhook-ingestion figures as ratios
+# against baselines measured in the same run (bench/README.md). make bench-soak: RSS over 50,000
+# sends.
 .PHONY: bench bench-soak
 bench: $(VENV)/.dev
 	timeout --signal=TERM 1200 $(VENV)/bin/python -m bench.run $(BENCH_ARGS)

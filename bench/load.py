@@ -4,19 +4,24 @@ the app. bench.run starts it with one JSON job as its argument; it prints one JS
 Jobs: "post" (POST emails from N threads, each over its own http.client connection, for a time
 or a count), "alternate" (sequential POSTs taking turns between accounts), "get" (sequential
 GETs of several variants, round robin, for latency), "smtp" (the raw smtplib baseline: one
-connection, one message after another) and "noop" (publish the raw Celery no-op task from N
-threads).
+connection, one message after another), "noop" (publish the raw Celery no-op task from N
+threads), "webhook" (POST Postmark Delivery records, Basic-authenticated, to a webhook URL from
+N threads for a time, about 1 in 10 a repeat of an earlier record) and "trivial" (GET
+/bench/trivial the same way: the webhook figure's baseline).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import math
+import random
 import smtplib
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from harness.api import ApiClient
@@ -206,12 +211,132 @@ def job_noop(job: dict) -> dict:
     return {"ok": job["count"], "seconds": elapsed, "rate": job["count"] / elapsed}
 
 
+def _concurrently(job: dict, call) -> dict:
+    """`call(n)` -> (status, body) from `concurrency` threads, n = 1, 2, ..., until `seconds`
+    have passed; the rate and latencies of the answers with status `expect` (200)."""
+    deadline = time.monotonic() + job["seconds"]
+    lock = threading.Lock()
+    issued = [0]
+    statuses: dict[str, int] = {}
+    latencies: list[float] = []
+    bodies: list[tuple[int, bytes]] = []
+
+    def worker() -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                issued[0] += 1
+                n = issued[0]
+            clock = time.perf_counter()
+            try:
+                status, body = call(n)
+            except (http.client.HTTPException, OSError) as exc:
+                status, body = type(exc).__name__, b""
+            elapsed = (time.perf_counter() - clock) * 1000
+            with lock:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                if status == job.get("expect", 200):
+                    latencies.append(elapsed)
+                    bodies.append((n, body))
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(job.get("concurrency", 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    ok = len(latencies)
+    return {
+        "ok": ok,
+        "requests": issued[0],
+        "statuses": statuses,
+        "seconds": elapsed,
+        "rate": ok / elapsed if elapsed else 0.0,
+        "_bodies": bodies,
+        **summary(latencies),
+    }
+
+
+def delivery_record(prefix: str, k: int) -> bytes:
+    """Postmark's Delivery record (its documented shape), the k-th of this run: a MessageID
+    and Recipient of its own, so its event id (a digest of them and the time) is new. No
+    Metadata: it names no email of the account, so it is stored unmatched."""
+    record = {
+        "RecordType": "Delivery",
+        "ServerID": 23,
+        "MessageStream": "outbound",
+        "MessageID": f"{prefix}-{k:08d}",
+        "Recipient": f"{prefix}-{k}@example.org",
+        "Tag": "bench",
+        "DeliveredAt": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "Details": "smtp;250 2.0.0 OK 1480624905 l186si10190883ite.73 - gsmtp",
+    }
+    return json.dumps(record).encode("utf-8")
+
+
+def job_webhook(job: dict) -> dict:
+    """POST Delivery records to `path` with Basic credentials (`username`, `password`) from
+    `concurrency` threads for `seconds`. Every `repeat_every`-th request re-posts, byte for byte
+    (as Postmark's retry does), a record posted earlier, chosen at random; the others are new.
+    The MessageIDs start with `prefix`, so the stored rows of this run can be counted."""
+    pair = f"{job['username']}:{job['password']}".encode()
+    headers = {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    client = api_client(job["url"], None)
+    lock = threading.Lock()
+    records: list[bytes] = []  # the distinct records, in the order they were first posted
+    repeats = [0]
+    chooser = random.Random(job.get("seed", 6))
+    every = job.get("repeat_every", 10)
+
+    def call(n: int) -> tuple[int, bytes]:
+        with lock:
+            if every and n % every == 0 and records:
+                body = records[chooser.randrange(len(records))]
+                repeats[0] += 1
+            else:
+                body = delivery_record(job["prefix"], len(records) + 1)
+                records.append(body)
+        response = client.post(job["path"], body, headers=headers)
+        return response.status_code, response.content
+
+    result = _concurrently(job, call)
+    stored = duplicates = unmatched = 0
+    for _, body in result.pop("_bodies"):
+        answer = json.loads(body)
+        stored += answer.get("stored", 0)
+        duplicates += answer.get("duplicates", 0)
+        unmatched += answer.get("unmatched", 0)
+    result.update(
+        distinct_posted=len(records),
+        repeats_posted=repeats[0],
+        answered_stored=stored,
+        answered_duplicates=duplicates,
+        answered_unmatched=unmatched,
+    )
+    return result
+
+
+def job_trivial(job: dict) -> dict:
+    """GET /bench/trivial from `concurrency` threads for `seconds`: the webhook baseline."""
+    client = api_client(job["url"], None)
+
+    def call(n: int) -> tuple[int, bytes]:
+        response = client.get("/bench/trivial")
+        return response.status_code, b""
+
+    result = _concurrently(job, call)
+    result.pop("_bodies")
+    return result
+
+
 JOBS = {
     "post": job_post,
     "alternate": job_alternate,
     "get": job_get,
     "smtp": job_smtp,
     "noop": job_noop,
+    "webhook": job_webhook,
+    "trivial": job_trivial,
 }
 
 if __name__ == "__main__":

@@ -151,6 +151,40 @@ def rows(results: dict) -> list[list[str]]:
                     "**flat**" if p["flat"] else "**grows**",
                 ]
             )
+    if "6_webhooks" in items:
+        i = items["6_webhooks"]
+        out.append(
+            [
+                "6. Webhook ingestion, concurrency 8 (Postmark events/s answered 200)",
+                _n(i["webhook_rate"]["median"], 0),
+                _n(i["trivial_rate"]["median"], 0) + " (trivial view, requests/s)",
+                _spread(i["ratio"]),
+                i["target"],
+                _met(i["met"]),
+            ]
+        )
+        for p in ("p50", "p99"):
+            out.append(
+                [
+                    f"6. Webhook ingestion, concurrency 8: {p} (ms)",
+                    _n(i[f"webhook_{p}_ms"]["median"]),
+                    _n(i[f"trivial_{p}_ms"]["median"]) + " (trivial view)",
+                    _spread(i[f"ratio_{p}"]),
+                    "",
+                    "",
+                ]
+            )
+        out.append(
+            [
+                "6. DeliveryEvent rows stored / distinct records posted",
+                f"{i['stored_rows']:,} / {i['distinct_posted']:,}",
+                f"{i['repeats_posted']:,} repeats posted, "
+                f"{i['answered_duplicates']:,} answered as duplicates",
+                "",
+                "equal",
+                "**equal**" if i["rows_match"] else "**MISMATCH**",
+            ]
+        )
     return out
 
 
@@ -203,6 +237,21 @@ def markdown(results: dict) -> str:
                 " `make bench-soak` runs 50,000."
             )
         notes.append(note)
+    hooks = results["items"].get("6_webhooks")
+    if hooks:
+        run = hooks["runs"][-1]
+        notes.append(
+            "Webhooks: each record is a Postmark Delivery record for no email of the account "
+            "(stored unmatched: no per-recipient fold, no list bump); about 1 in 10 POSTs "
+            "re-posts an earlier record byte for byte. CPU used during the last repeat, in "
+            "cores of the 2: webhook run "
+            + ", ".join(f"{k} {v}" for k, v in run["webhook"].get("cpu_cores", {}).items())
+            + "; trivial-view run "
+            + ", ".join(f"{k} {v}" for k, v in run["trivial"].get("cpu_cores", {}).items())
+            + "."
+        )
+    for key, failure in results.get("check_failures", {}).items():
+        notes.append(f"**Item {key} check failed**: {failure}.")
     for key, error in results.get("errors", {}).items():
         notes.append(f"Item {key} failed: `{error.strip().splitlines()[-1]}`")
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"

@@ -200,6 +200,17 @@ ALLOW_PRIVATE_PROVIDER_HOSTS = env_bool("ALLOW_PRIVATE_PROVIDER_HOSTS", False)
 # Name servers ("host[:port]", comma-separated) to resolve provider hosts with, instead of the
 # system resolver. Every outbound connection resolves once and connects to the address it checked.
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS")
+# Delivery events (webhooks in). SES's come through SNS, whose signing certificate and
+# subscription links must be https on a host matching this (tests name their own host).
+SNS_HOST_PATTERN = env_str("SNS_HOST_PATTERN", r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+# Soft bounces of one address (within the window) that put it on the suppression list.
+SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3)
+SOFT_BOUNCE_WINDOW_SECONDS = env_int("SOFT_BOUNCE_WINDOW_SECONDS", 7 * 24 * 3600)
+# Where this service is reached from outside ("https://mail.example.com"): the base of the webhook
+# URLs shown to providers (Mandrill signs the URL). Empty: the URL the page was requested on.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "")
+# A webhook request's body over this is refused before it is read.
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 1024 * 1024)
 # Fernet keys, newest first; older keys still decrypt so they can be rotated out.
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS")
 

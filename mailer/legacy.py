@@ -28,6 +28,7 @@ from mailer.providers import kind_label, specs
 from mailer.ratelimit import RateLimited, check_rate
 from mailer.send_request import outgoing_email
 from mailer.services import email_send, failover_order, token_authenticate
+from mailer.services.suppressions import AllRecipientsSuppressed
 from mailer.validation import control_character, max_address_text, parse_json
 
 PAGE_SIZE = 10
@@ -47,6 +48,7 @@ ANSWERS: dict[type[AppError], tuple[int, str | None]] = {
     MessageTooLarge: (413, "The email is too large."),
     Conflict: (409, None),
     RateLimited: (429, None),
+    AllRecipientsSuppressed: (422, None),
 }
 
 
@@ -66,9 +68,11 @@ def error_answer(exc: AppError) -> JsonResponse:
         )
         response["Retry-After"] = str(exc.retry_after)
         return response
-    extra = {}
+    extra: dict[str, Any] = {}
     if exc.errors:
         extra["errors"] = {LEGACY_FIELDS.get(k, k): v for k, v in exc.errors.items()}
+    if isinstance(exc, AllRecipientsSuppressed):
+        extra.update(id=exc.email.pk, suppressed=exc.addresses)
     return _answer(status, message or str(exc), **extra)
 
 

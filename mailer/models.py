@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +11,18 @@ from django.db.models import Q
 
 from mailer import crypto
 from mailer.providers import kind_choices
-from mailer.vocabulary import EmailStatus, Outcome
+from mailer.vocabulary import (
+    DeliveryState,
+    EmailStatus,
+    EventType,
+    Outcome,
+    SuppressionReason,
+    WebhookStatus,
+)
+
+
+def new_webhook_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 class ProviderConfig(models.Model):
@@ -27,6 +39,9 @@ class ProviderConfig(models.Model):
     # MultiFernet token of a JSON object; see mailer.crypto. Never rendered or returned.
     secrets_encrypted = models.TextField(blank=True, default="")
     secret_names = models.JSONField(default=list, blank=True)
+    # The unguessable part of this config's webhook URL (/webhooks/in/<token>/): who knows it can
+    # post, but only a request the provider signed is believed (mailer.providers.<kind>.events).
+    webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -89,6 +104,18 @@ class Email(models.Model):
     )
     failure_reason = models.TextField(blank=True)
     possible_duplicate = models.BooleanField(default=False)
+    # After hand-off (mailer.services.events): the latest meaningful state per recipient,
+    # {address: {"state", "at", "provider"}}, and its summary (DeliveryState).
+    recipient_states = models.JSONField(default=dict, blank=True)
+    delivery = models.CharField(
+        max_length=20, choices=DeliveryState.choices, default=DeliveryState.UNKNOWN
+    )
+    # Recipients left out before any provider was contacted: on the suppression list.
+    suppressed = models.JSONField(default=list, blank=True)
+    # After an ambiguous attempt: how many providers took the message (the one that accepted it,
+    # and each ambiguous one whose events prove it took it), once an ambiguous attempt's provider
+    # reported; None until then (DESIGN.md: sent once or twice, shown, not guessed).
+    copies_sent = models.PositiveSmallIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, blank=True)
     # SHA-256 of the request that used idempotency_key, to tell a replay from a different request.
     request_fingerprint = models.CharField(max_length=64, blank=True)
@@ -120,6 +147,10 @@ class Email(models.Model):
             models.Index(
                 fields=["account", "status", "-created_at", "-id"],
                 name="email_account_status_newest",
+            ),
+            models.Index(
+                fields=["account", "delivery", "-created_at", "-id"],
+                name="email_account_delivery_newest",
             ),
             # The sweep's two questions, each over only the few rows in that status.
             models.Index(
@@ -200,3 +231,143 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class DeliveryEvent(models.Model):
+    """What a provider reported after hand-off, for one recipient (mailer.providers.events)."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="delivery_events"
+    )
+    provider = models.ForeignKey(
+        ProviderConfig, null=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    provider_kind = models.CharField(max_length=20, choices=kind_choices)
+    # None: a well-signed event for no email of this account (kept, logged: unmatched).
+    email = models.ForeignKey(Email, null=True, on_delete=models.CASCADE, related_name="events")
+    attempt = models.ForeignKey(
+        DeliveryAttempt, null=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    type = models.CharField(max_length=20, choices=EventType.choices)
+    bounce_type = models.CharField(max_length=10, blank=True)
+    recipient = models.CharField(max_length=320)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    provider_event_id = models.CharField(max_length=255)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            # A provider's retry of the same event is stored once.
+            models.UniqueConstraint(
+                fields=["provider", "provider_event_id"], name="event_once_per_provider"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["email", "occurred_at"]),
+            models.Index(fields=["account", "-received_at"]),
+            # The health page's rates: per provider over a time range (mailer.selectors.stats).
+            models.Index(fields=["provider", "occurred_at"], name="event_provider_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.recipient} ({self.provider_kind})"
+
+
+class Suppression(models.Model):
+    """An address no provider is asked to send to for this account (DESIGN.md, Suppression)."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="suppressions"
+    )
+    address = models.CharField(max_length=320, help_text="Lower-cased")
+    reason = models.CharField(max_length=20, choices=SuppressionReason.choices)
+    source = models.CharField(max_length=120, blank=True, help_text="The provider, or who added it")
+    event = models.ForeignKey(DeliveryEvent, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "address"], name="suppression_per_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.reason})"
+
+
+class WebhookEndpoint(models.Model):
+    """Where an account wants to hear about its mail (README: Webhooks out)."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
+    url = models.CharField(max_length=2000)
+    # WebhookEventType values; empty: every type.
+    event_types = models.JSONField(default=list, blank=True)
+    # MultiFernet token of {"secret": "whsec_..."} (mailer.crypto); shown once, never again.
+    secret_encrypted = models.TextField()
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    # When its deliveries started failing without a success since; None while they succeed.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def signing_secret(self) -> str:
+        return crypto.decrypt_json(self.secret_encrypted)["secret"]
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class WebhookMessage(models.Model):
+    """One event for one endpoint: the outbox row. The row, not the broker, says what is left
+    to do (mailer.services.webhooks_out); `msg_id` is the `webhook-id` of every try."""
+
+    # No database constraint: a message stored by a send while its endpoint is being deleted
+    # must not fail that send's transaction. The delivery drops such an orphan.
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="messages", db_constraint=False
+    )
+    event_type = models.CharField(max_length=40)
+    payload = models.JSONField()
+    msg_id = models.CharField(max_length=40, unique=True)
+    status = models.CharField(
+        max_length=10, choices=WebhookStatus.choices, default=WebhookStatus.PENDING
+    )
+    tries = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Queue mode: when it was last put on the broker (None: it is not), as for emails.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    # The claim of one try: nobody else takes the row until its lease ends.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweep's question, over the pending rows only.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="webhook_pending_due",
+            ),
+            models.Index(fields=["endpoint", "-created_at", "-id"], name="webhook_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.msg_id} {self.event_type} ({self.status})"

@@ -14,6 +14,13 @@ def deliver_email(email_id: int) -> str:
     return services.email_process(email_id=email_id)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def deliver_webhook(message_id: int) -> str:
+    """One try of one webhook message, if it is still there to take (see
+    services.webhook_message_process)."""
+    return services.webhook_message_process(message_id=message_id)
+
+
 @shared_task(ignore_result=True)
 def sweep_outbox() -> dict:
     """Beat runs this every SWEEP_INTERVAL_SECONDS: what a lost message or a dead worker left."""

@@ -9,6 +9,8 @@ from .auth import BearerToken, JsonOnlyParser
 from .emails import router as emails_router
 from .problems import BadBody
 from .providers import router as providers_router
+from .suppressions import router as suppressions_router
+from .webhooks import router as webhooks_router
 
 
 class BoundedJsonParser(JsonOnlyParser):
@@ -39,3 +41,5 @@ api = NinjaAPI(
 problems.install(api)
 api.add_router("/", emails_router)
 api.add_router("/", providers_router)
+api.add_router("/", suppressions_router)
+api.add_router("/", webhooks_router)

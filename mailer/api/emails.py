@@ -11,7 +11,9 @@ from mailer.models import EmailStatus, ProviderConfig
 from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import email_send
 from mailer.validation import Attachment, OutgoingEmail, decode_base64, invalid_text
+from mailer.vocabulary import DeliveryState
 
+from .paging import page_answer
 from .schemas import DbId, EmailIn, EmailOut, EmailPage, Problem
 
 router = Router(tags=["emails"])
@@ -128,14 +130,9 @@ class ListFilters(Schema):
     page_size: int = NinjaField(10, ge=1, le=100)
     status: EmailStatus | None = None
     provider: DbId | None = NinjaField(None, description="Only emails sent via this provider id")
-
-
-def _page_url(request, page: int | None) -> str | None:
-    if page is None:
-        return None
-    query = request.GET.copy()
-    query["page"] = str(page)
-    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+    delivery: DeliveryState | None = NinjaField(
+        None, description="Only emails whose delivery (from the providers' events) is this"
+    )
 
 
 @router.get(
@@ -149,15 +146,9 @@ def list_emails(request, filters: Query[ListFilters]):
         page_size=filters.page_size,
         status=filters.status,
         provider_id=filters.provider,
+        delivery=filters.delivery,
     )
-    return {
-        "count": page.count,
-        "page": page.number,
-        "page_size": page.size,
-        "next": _page_url(request, page.next_number),
-        "previous": _page_url(request, page.previous_number),
-        "results": page.results,
-    }
+    return page_answer(request, page)
 
 
 @router.get(

@@ -12,6 +12,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from mailer.errors import AppError, Conflict, InvalidInput, MessageTooLarge, nearest
 from mailer.ratelimit import RateLimited
 from mailer.services.emails import IdempotencyConflict, IdempotencyKeyReused
+from mailer.services.suppressions import AllRecipientsSuppressed
 
 logger = logging.getLogger("mailer.api")
 
@@ -28,6 +29,7 @@ STATUSES: dict[type[AppError], int] = {
     MessageTooLarge: 413,
     Conflict: 409,
     IdempotencyKeyReused: 422,  # the key names another request: this one is unprocessable
+    AllRecipientsSuppressed: 422,  # stored failed: nobody left to send to
     RateLimited: 429,
 }
 
@@ -92,6 +94,8 @@ def app_error(exc: AppError) -> HttpResponse:
         )
     if isinstance(exc, IdempotencyConflict):
         return problem(status, str(exc), errors=errors, email_id=exc.email.pk)
+    if isinstance(exc, AllRecipientsSuppressed):
+        return problem(status, str(exc), email_id=exc.email.pk, suppressed=exc.addresses)
     return problem(status, str(exc), errors=errors)
 
 

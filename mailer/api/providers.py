@@ -29,6 +29,12 @@ from .schemas import (
     ProviderTestOut,
 )
 
+
+def _base(request) -> str:
+    """Where the request came in: the base of the webhook URLs shown (PUBLIC_BASE_URL wins)."""
+    return request.build_absolute_uri("/")
+
+
 router = Router(tags=["providers"])
 
 ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 415: Problem, 422: Problem,
@@ -44,7 +50,9 @@ def list_providers(request):
     circuit_breaker = breaker()
     return {
         "count": len(configs),
-        "results": [provider_detail(c, breaker=circuit_breaker) for c in configs],
+        "results": [
+            provider_detail(c, breaker=circuit_breaker, base_url=_base(request)) for c in configs
+        ],
     }
 
 
@@ -60,7 +68,7 @@ def create_provider(request, response: HttpResponse, payload: ProviderIn):
     Hosts must be public addresses (or names resolving only to public addresses)."""
     config = provider_config_create(account=request.account, **payload.model_dump())
     response["Location"] = request.build_absolute_uri(f"{request.path.rstrip('/')}/{config.pk}")
-    return Status(201, provider_detail(config, breaker=breaker()))
+    return Status(201, provider_detail(config, breaker=breaker(), base_url=_base(request)))
 
 
 @router.get(
@@ -72,7 +80,9 @@ def create_provider(request, response: HttpResponse, payload: ProviderIn):
 def get_provider(request, provider_id: DbId):
     """One provider with its circuit state; never its secrets."""
     return provider_detail(
-        provider_get(account=request.account, provider_id=provider_id), breaker=breaker()
+        provider_get(account=request.account, provider_id=provider_id),
+        breaker=breaker(),
+        base_url=_base(request),
     )
 
 
@@ -95,7 +105,7 @@ def update_provider(request, provider_id: DbId, payload: ProviderPatch):
         )
         raise ProviderSettingsError({"kind": [message]})
     config = provider_config_update(config=config, **changes)
-    return provider_detail(config, breaker=breaker())
+    return provider_detail(config, breaker=breaker(), base_url=_base(request))
 
 
 @router.delete(

@@ -8,7 +8,7 @@ from pydantic import ConfigDict, field_validator
 
 from mailer.providers import specs
 from mailer.validation import control_character
-from mailer.vocabulary import CircuitState, EmailStatus, Outcome
+from mailer.vocabulary import CircuitState, DeliveryState, EmailStatus, EventType, Outcome
 
 # Ids are 64-bit in every database we run on; larger numbers are a 422, not a database error.
 DbId = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -108,12 +108,35 @@ class EmailSummaryOut(Schema):
     message_id: str
     failure_reason: str
     possible_duplicate: bool
+    delivery: DeliveryState = Field(
+        description="After hand-off, from the providers' events: unknown (none yet, or a kind "
+        "that reports none), delivered, partially_delivered, bounced or complained."
+    )
+    suppressed: list[str] = Field(
+        description="Recipients left out before any provider was contacted: on the account's "
+        "suppression list."
+    )
     created_at: datetime
     sent_at: datetime | None
     tries: int = Field(description="Delivery tries started")
     next_attempt_at: datetime | None = Field(
         description="Queue mode: when a queued email is due for its next try"
     )
+
+
+class RecipientState(Schema):
+    state: EventType
+    at: datetime
+    provider: str
+
+
+class EventOut(Schema):
+    type: EventType
+    recipient: str
+    occurred_at: datetime
+    bounce_type: str | None
+    provider: ProviderRef
+    detail: dict[str, Any]
 
 
 class EmailOut(EmailSummaryOut):
@@ -125,6 +148,15 @@ class EmailOut(EmailSummaryOut):
     attachments: list[AttachmentOut]
     updated_at: datetime
     attempts: list[AttemptOut]
+    recipient_states: dict[str, RecipientState] = Field(
+        description="Per recipient, the latest meaningful event a provider reported."
+    )
+    copies_sent: int | None = Field(
+        description="After an ambiguous attempt: how many providers took this email (the one "
+        "that accepted it and each ambiguous one that reported events for it), once an "
+        "ambiguous attempt's provider reported; else null."
+    )
+    events: list[EventOut] = Field(description="What the providers reported, oldest first.")
 
 
 class EmailPage(Schema):
@@ -226,6 +258,10 @@ class ProviderOut(Schema):
     settings: dict[str, Any]
     secrets_set: list[str] = Field(description="Names of the secrets stored, never values.")
     circuit: CircuitOut
+    webhook_url: str | None = Field(
+        description="Where to point this provider's event webhook (delivery, bounces, "
+        "complaints); null for a kind that posts none (smtp). Unguessable: keep it private."
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -30,9 +30,14 @@ logger = logging.getLogger("mailer.delivery")
 # Counters of a provider that stops being used should not live forever.
 _STATE_TTL = 7 * 24 * 3600
 
-# Sent (sender=CircuitBreaker, key=...) when a failure opens a circuit, or opens it again after
-# a failed probe; mailer.metrics counts these.
+# Sent (sender=CircuitBreaker, key=..., error=..., open_until=..., reopened=...) when a failure
+# opens a circuit, or opens it again (reopened=True) after a failed probe; mailer.metrics counts
+# these, and webhooks out tell the provider's account (mailer.services.webhooks_out).
 circuit_opened = Signal()
+# Sent (sender=CircuitBreaker, key=..., reason="success" | "reset") by whoever closes an open
+# circuit: a send through it that succeeded, or a reset (the provider was changed). Deleting the
+# open mark is what elects that one caller, so it is sent once.
+circuit_closed = Signal()
 
 
 # How a cache call that may fail is run: guard(what, operation, fallback) returns operation()'s
@@ -137,7 +142,10 @@ class CircuitBreaker:
     @_fail_open(lambda key: None)
     def record_success(self, key: str) -> None:
         fails_key, open_key, probe_key, _ = self._keys(key)
-        self.cache.delete_many([fails_key, open_key, probe_key])
+        was_open = self.cache.delete(open_key)
+        self.cache.delete_many([fails_key, probe_key])
+        if was_open:
+            circuit_closed.send(sender=CircuitBreaker, key=key, reason="success")
 
     @_fail_open(lambda key: False)
     def record_failure(self, key: str, *, error: str, trip_now: bool = False) -> bool:
@@ -164,7 +172,9 @@ class CircuitBreaker:
             failures,
             error,
         )
-        circuit_opened.send(sender=CircuitBreaker, key=key)
+        circuit_opened.send(
+            sender=CircuitBreaker, key=key, error=error, open_until=open_until, reopened=was_tripped
+        )
         return True
 
     def states(self, keys: list[str], *, now: float | None = None) -> dict[str, str]:
@@ -185,7 +195,10 @@ class CircuitBreaker:
     @_fail_open(lambda key: None)
     def reset(self, key: str) -> None:
         fails_key, open_key, probe_key, error_key = self._keys(key)
-        self.cache.delete_many([fails_key, open_key, probe_key, error_key])
+        was_open = self.cache.delete(open_key)
+        self.cache.delete_many([fails_key, probe_key, error_key])
+        if was_open:
+            circuit_closed.send(sender=CircuitBreaker, key=key, reason="reset")
 
 
 def breaker() -> CircuitBreaker:

@@ -53,6 +53,8 @@ class Delivery:
     budget: Deadline | None = None
     # Providers never tried because the send's budget was spent (each a skipped attempt too).
     untried: int = 0
+    # Why no provider was offered the message at all (the caller decided before failover).
+    blocked: str = ""
 
     @property
     def accepted(self) -> Attempt | None:
@@ -71,6 +73,8 @@ class Delivery:
     def failure_reason(self) -> str:
         if self.accepted:
             return ""
+        if self.blocked:
+            return self.blocked
         tried = [a for a in self.attempts if a.outcome != Outcome.SKIPPED]
         if not tried:
             if self.untried:

@@ -173,3 +173,34 @@ class HttpClient:
 
 class _Stale(Exception):
     """A reused keep-alive connection was closed by the server before it took the request."""
+
+
+def fetch(
+    url: str, *, label: str, timeout: float, allow_private: bool, max_bytes: int = MAX_ANSWER_BYTES
+) -> bytes:
+    """GET one small document (a provider's signing certificate, a subscription link) over a
+    pinned connection, within `timeout` in all: its body, or ProviderUnavailable when it can't
+    be had (an answer that is not 200, cut short, or over `max_bytes`). No redirects."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    client = HttpClient(
+        origin, label=label, timeout=timeout, connect_timeout=timeout, allow_private=allow_private
+    )
+    try:
+        answer = client.request(
+            "GET",
+            path,
+            body=b"",
+            headers={"User-Agent": "emailservice"},
+            deadline=Deadline(timeout),
+        )
+    except AmbiguousDelivery as exc:  # for a GET, no answer is just no answer
+        raise ProviderUnavailable(exc.message, code=exc.code) from exc
+    finally:
+        client.close()
+    if answer.status != 200:
+        raise ProviderUnavailable(f"{label} answered HTTP {answer.status}", code=str(answer.status))
+    if len(answer.body) > max_bytes or len(answer.body) >= MAX_ANSWER_BYTES:
+        raise ProviderUnavailable(f"{label} sent more than {max_bytes} bytes", code="too_large")
+    return answer.body

@@ -190,6 +190,9 @@ class KindSpec:
     url_example: str
     presets: tuple[Preset, ...] = ()
     events: str = ""  # "module:Class" of its webhook events, where the kind has them
+    # How to point the provider's webhook at us, step by step, for the provider page ("{url}" is
+    # the config's webhook URL).
+    webhook_steps: tuple[str, ...] = ()
 
     def option(self, name: str) -> Option | None:
         return next((o for o in (*self.settings, *self.secrets) if o.name == name), None)

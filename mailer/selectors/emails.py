@@ -8,10 +8,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Prefetch
 from django.db.models.functions import Substr
 
 from mailer import cacheguard, listcache, metrics
-from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
+from mailer.models import DeliveryAttempt, DeliveryEvent, Email, EmailStatus, ProviderConfig
 
 MAX_PAGE_SIZE = 100
 # COUNT(*) scans the account's index: ~50 ms at a million emails, on every uncached page. Up to
@@ -22,7 +23,8 @@ LARGE_COUNT_SECONDS = 60
 SUMMARY_FIELDS = [
     "id", "status", "from_email", "to", "cc", "bcc", "subject", "requested_provider_id",
     "sent_via_id", "sent_via_kind", "provider_message_id", "message_id", "failure_reason",
-    "possible_duplicate", "created_at", "sent_at", "tries", "next_attempt_at",
+    "possible_duplicate", "created_at", "sent_at", "tries", "next_attempt_at", "delivery",
+    "suppressed",
 ]  # fmt: skip
 
 
@@ -47,6 +49,8 @@ def email_summary(email: Email, providers: dict[int, ProviderConfig]) -> dict[st
         "message_id": email.message_id,
         "failure_reason": email.failure_reason,
         "possible_duplicate": email.possible_duplicate,
+        "delivery": email.delivery,
+        "suppressed": email.suppressed,
         "created_at": email.created_at,
         "sent_at": email.sent_at,
         "tries": email.tries,
@@ -106,14 +110,37 @@ def email_detail(email: Email) -> dict[str, Any]:
         ],
         "updated_at": email.updated_at,
         "attempts": [attempt_dict(a) for a in email.attempts.all()],
+        "recipient_states": email.recipient_states,
+        "copies_sent": email.copies_sent,
+        "events": [event_dict(e) for e in email.events.all()],
     }
+
+
+def event_dict(event: DeliveryEvent) -> dict[str, Any]:
+    return {
+        "type": event.type,
+        "recipient": event.recipient,
+        "occurred_at": event.occurred_at,
+        "bounce_type": event.bounce_type or None,
+        "provider": {
+            "id": event.provider_id,
+            "name": event.provider.name if event.provider else "",
+            "kind": event.provider_kind,
+        },
+        "detail": event.detail,
+    }
+
+
+EVENTS_WITH_PROVIDERS = DeliveryEvent.objects.select_related("provider")
 
 
 def email_get(*, account, email_id: int) -> Email:
     """One email of this account with its attempts; Email.DoesNotExist for anyone else's."""
     return (
         Email.objects.select_related("requested_provider", "sent_via")
-        .prefetch_related("attempts")
+        .prefetch_related(
+            "attempts", Prefetch("events", DeliveryEvent.objects.select_related("provider"))
+        )
         .get(account=account, pk=email_id)
     )
 
@@ -142,13 +169,16 @@ def _list_from_db(
     page_size: int,
     status: str | None,
     provider_id: int | None,
+    delivery: str | None = None,
 ) -> dict[str, Any]:
     emails = Email.objects.filter(account_id=account_id)
     if status:
         emails = emails.filter(status=status)
+    if delivery:
+        emails = emails.filter(delivery=delivery)
     if provider_id:
         emails = emails.filter(sent_via_id=provider_id)
-    count_key = f"emails:count:{account_id}:{status or ''}:{provider_id or ''}"
+    count_key = f"emails:count:{account_id}:{status or ''}:{provider_id or ''}:{delivery or ''}"
     count = _count(emails, count_key)
     offset = (page - 1) * page_size
     preview = Substr("text", 1, settings.LIST_TEXT_PREVIEW_CHARS + 1)
@@ -174,8 +204,10 @@ def email_list(
     page_size: int = 10,
     status: str | None = None,
     provider_id: int | None = None,
+    delivery: str | None = None,
 ) -> dict[str, Any]:
-    """One page of an account's emails, newest first: {count, page, page_size, results}.
+    """One page of an account's emails, newest first: {count, page, page_size, results};
+    filtered by status, provider_id (sent via) and delivery (DeliveryState) when given.
 
     Each result is a summary with `text_preview` (at most LIST_TEXT_PREVIEW_CHARS) and
     `text_truncated`, never the whole body (email_texts has those). Cached per account and query
@@ -187,13 +219,15 @@ def email_list(
     version = listcache.version(account_id)
     if version is None:
         metrics.list_page(cached=False)
-        return _list_from_db(account_id, page, page_size, status, provider_id)
-    key = listcache.page_key(account_id, version, status or "", provider_id or "", page, page_size)
+        return _list_from_db(account_id, page, page_size, status, provider_id, delivery)
+    key = listcache.page_key(
+        account_id, version, status or "", provider_id or "", page, page_size, delivery or ""
+    )
     cached = listcache.get_page(key)
     metrics.list_page(cached=cached is not None)
     if cached is not None:
         return cached
-    result = _list_from_db(account_id, page, page_size, status, provider_id)
+    result = _list_from_db(account_id, page, page_size, status, provider_id, delivery)
     listcache.store_page(key, result)
     return result
 
@@ -236,8 +270,9 @@ class Page:
 def email_page(
     *, account_id: int, page: int = 1, page_size: int = 10, clamp: bool = False, **filters: Any
 ) -> Page:
-    """email_list's page (`filters`: its status and provider_id) as a Page. With `clamp`, a
-    page past the end (emails went away, or a hand-made URL) is the last page instead."""
+    """email_list's page (`filters`: its status, provider_id and delivery) as a Page. With
+    `clamp`, a page past the end (emails went away, or a hand-made URL) is the last page
+    instead."""
     data = email_list(account_id=account_id, page=page, page_size=page_size, **filters)
     found = Page(data["count"], data["page"], data["page_size"], data["results"])
     if clamp and found.number > found.last:

@@ -11,6 +11,7 @@ from django.conf import settings
 from mailer.delivery.breaker import Circuit, CircuitBreaker
 from mailer.errors import InvalidInput
 from mailer.models import ProviderConfig
+from mailer.providers import specs
 from mailer.validation import check_address
 
 logger = logging.getLogger("mailer.selectors")
@@ -101,8 +102,26 @@ def _circuit(config: ProviderConfig, breaker: CircuitBreaker) -> dict[str, Any]:
         }
 
 
-def provider_detail(config: ProviderConfig, *, breaker: CircuitBreaker) -> dict[str, Any]:
-    """A provider as pages and the API show it: settings, secret names only, circuit state."""
+def webhook_url(token: str, *, base_url: str = "") -> str:
+    """A webhook URL: PUBLIC_BASE_URL's when set, else under `base_url` (where the asking
+    request came in), else the path alone."""
+    base = (settings.PUBLIC_BASE_URL or base_url).rstrip("/")
+    return f"{base}/webhooks/in/{token}/"
+
+
+def provider_webhook_url(config: ProviderConfig, *, base_url: str = "") -> str | None:
+    """Where this provider posts its delivery events; None for a kind that posts none (SMTP)."""
+    spec = specs().get(config.kind)
+    if spec is None or not spec.events:
+        return None
+    return webhook_url(config.webhook_token, base_url=base_url)
+
+
+def provider_detail(
+    config: ProviderConfig, *, breaker: CircuitBreaker, base_url: str = ""
+) -> dict[str, Any]:
+    """A provider as pages and the API show it: settings, secret names only, circuit state, and
+    its webhook URL (under `base_url`, the asking request's, unless PUBLIC_BASE_URL is set)."""
     return {
         "id": config.pk,
         "kind": config.kind,
@@ -112,6 +131,7 @@ def provider_detail(config: ProviderConfig, *, breaker: CircuitBreaker) -> dict[
         "settings": config.settings,
         "secrets_set": sorted(config.secret_names),
         "circuit": _circuit(config, breaker),
+        "webhook_url": provider_webhook_url(config, base_url=base_url),
         "created_at": config.created_at,
         "updated_at": config.updated_at,
     }

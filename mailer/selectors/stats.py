@@ -1,16 +1,17 @@
-"""Provider health numbers: attempt outcomes and latency per provider over a recent window."""
+"""Provider health numbers: attempt outcomes and latency per provider over a recent window, and
+the delivered / bounced / complained rates the providers' events show, per hour or day."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.db.models import Count, F, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models.functions import RowNumber, Trunc
 from django.utils import timezone
 
-from mailer.models import DeliveryAttempt, ProviderConfig
-from mailer.vocabulary import Outcome
+from mailer.models import DeliveryAttempt, DeliveryEvent, ProviderConfig
+from mailer.vocabulary import EventType, Outcome
 
 HEALTH_WINDOW = timedelta(hours=24)
 PERCENTILES = (50, 95)
@@ -81,3 +82,111 @@ def _latency_percentiles(attempts, health: dict[int, ProviderHealth]) -> None:
         for p in PERCENTILES:
             if 100 * row["rank"] >= p * row["size"] > 100 * (row["rank"] - 1):
                 health[row["provider_id"]].latency[p] = row["duration_ms"]
+
+
+# Delivery event rates ---------------------------------------------------------------------------
+
+RATE_TYPES = (EventType.DELIVERED, EventType.BOUNCED, EventType.COMPLAINED)
+
+
+@dataclass(frozen=True)
+class RateRange:
+    """A choice of the health page: `buckets` of one `unit` (a Trunc kind), the current last."""
+
+    key: str
+    label: str
+    unit: str
+    buckets: int
+
+
+RATE_RANGES = {
+    "24h": RateRange("24h", "Last 24 hours", "hour", 24),
+    "7d": RateRange("7d", "Last 7 days", "day", 7),
+}
+
+
+@dataclass
+class RateBucket:
+    """One hour or day of a provider's events: how many of each of RATE_TYPES."""
+
+    start: datetime
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RATE_TYPES, 0))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def rate(self, event_type: str) -> float | None:
+        """The events of this type over the bucket's delivered + bounced + complained events,
+        from 0 to 1; None when it has none (no events is not a rate of 0)."""
+        return self.counts[event_type] / self.total if self.total else None
+
+
+@dataclass
+class ProviderRates:
+    provider: ProviderConfig
+    buckets: list[RateBucket]
+
+    @property
+    def overall(self) -> RateBucket:
+        """The whole range as one bucket."""
+        whole = RateBucket(self.buckets[0].start)
+        for bucket in self.buckets:
+            for event_type, count in bucket.counts.items():
+                whole.counts[event_type] += count
+        return whole
+
+
+def bucket_starts(span: RateRange, now: datetime) -> tuple[list[datetime], datetime]:
+    """The starts of the range's buckets, oldest first, in the current time zone (as the
+    database truncates), and where the last one ends."""
+    zone = timezone.get_current_timezone()
+    local = timezone.localtime(now, zone)
+    if span.unit == "hour":  # whole hours apart in UTC, whatever the zone's DST does
+        current = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        starts = [current - timedelta(hours=n) for n in range(span.buckets - 1, -1, -1)]
+        return [s.astimezone(zone) for s in starts], (current + timedelta(hours=1)).astimezone(zone)
+    today = local.date()
+    days = [today - timedelta(days=n) for n in range(span.buckets - 1, -1, -1)]
+    end = datetime.combine(today + timedelta(days=1), time(), tzinfo=zone)
+    return [datetime.combine(day, time(), tzinfo=zone) for day in days], end
+
+
+def delivery_rates(
+    *, account, span: str = "24h", now: datetime | None = None, providers=None
+) -> list[ProviderRates]:
+    """The account's providers (in failover order, or `providers` as given) with their
+    delivered / bounced / complained events per bucket of the range (RATE_RANGES), the current
+    hour or day last. Every bucket is there, empty ones too.
+
+    One aggregate query whatever the number of providers and buckets: the events in the range
+    grouped by provider and Trunc(occurred_at) (the database truncates, SQLite and PostgreSQL
+    alike, in the current time zone), served by the (provider, occurred_at) index.
+    """
+    chosen = RATE_RANGES[span]
+    starts, end = bucket_starts(chosen, now or timezone.now())
+    if providers is None:
+        providers = ProviderConfig.objects.filter(account=account).order_by("priority", "id")
+    rates = {p.pk: ProviderRates(p, [RateBucket(start) for start in starts]) for p in providers}
+    if not rates:
+        return []
+    position = {start.timestamp(): n for n, start in enumerate(starts)}
+    per_type = {str(t): Count("id", filter=Q(type=t)) for t in RATE_TYPES}
+    rows = (
+        DeliveryEvent.objects.filter(
+            account=account,
+            provider_id__in=list(rates),
+            occurred_at__gte=starts[0],
+            occurred_at__lt=end,
+            type__in=RATE_TYPES,
+        )
+        .annotate(bucket=Trunc("occurred_at", chosen.unit, tzinfo=timezone.get_current_timezone()))
+        .values("provider_id", "bucket")
+        .annotate(**per_type)
+        .order_by()
+    )
+    for row in rows:
+        n = position.get(row["bucket"].timestamp())
+        if n is not None:
+            rates[row["provider_id"]].buckets[n].counts = {t: row[str(t)] for t in RATE_TYPES}
+    return list(rates.values())

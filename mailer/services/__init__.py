@@ -27,6 +27,9 @@ from .queue import (
 )
 from .tokens import token_authenticate, token_create, token_revoke
 
+# Imported here so that every process that delivers receives the breaker's signals.
+from .webhooks_out import webhook_message_process, webhooks_emit, webhooks_sweep
+
 __all__ = [
     "IdempotencyConflict",
     "SendResult",
@@ -51,4 +54,7 @@ __all__ = [
     "token_authenticate",
     "token_create",
     "token_revoke",
+    "webhook_message_process",
+    "webhooks_emit",
+    "webhooks_sweep",
 ]

@@ -25,6 +25,8 @@ from mailer.providers.net import Deadline
 from mailer.validation import OutgoingEmail, validate
 
 from .enqueue import email_enqueue
+from .suppressions import AllRecipientsSuppressed, without_suppressed
+from .webhooks_out import webhooks_email_finished
 
 logger = logging.getLogger("mailer.services")
 
@@ -142,6 +144,9 @@ def email_create(
     Nothing is stored when validation fails.
     """
     validate(outgoing)
+    recipients, suppressed = without_suppressed(
+        account, {"to": list(outgoing.to), "cc": list(outgoing.cc), "bcc": list(outgoing.bcc)}
+    )
     now = timezone.now()
     # Sync mode's claim has a short lease: the request's send ends within SEND_BUDGET_SECONDS and
     # its worker is killed at WEB_TIMEOUT, so past it the sweep knows this process is gone.
@@ -156,14 +161,18 @@ def email_create(
             "lease_expires_at": lease_end,
         }
     )
+    if not any(recipients.values()):  # nobody left to send to: no provider is contacted
+        state = {"status": EmailStatus.FAILED, "failure_reason": _all_suppressed(suppressed)}
     row = _email_row(
         account,
         outgoing,
         requested_provider=requested_provider,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
+        suppressed=suppressed,
         **state,
     )
+    row.to, row.cc, row.bcc = recipients["to"], recipients["cc"], recipients["bcc"]
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -179,6 +188,28 @@ def email_create(
         transaction.on_commit(lambda: listcache.bump(account.pk))  # after readers can see it
         return row, True
     raise IdempotencyInFlight("Idempotency-Key contention; retry the request.", email=row)
+
+
+def _all_suppressed(addresses: list[str]) -> str:
+    return (
+        f"Every recipient is on the suppression list ({', '.join(addresses)}); no provider "
+        "was contacted."
+    )
+
+
+def _drop_newly_suppressed(email: Email) -> bool:
+    """Before a try: leave out recipients suppressed since the email was stored (a bounce seen
+    meanwhile); False when none is left."""
+    recipients, dropped = without_suppressed(
+        email.account, {"to": email.to, "cc": email.cc, "bcc": email.bcc}
+    )
+    if dropped:
+        email.to, email.cc, email.bcc = recipients["to"], recipients["cc"], recipients["bcc"]
+        email.suppressed = sorted(set(email.suppressed) | set(dropped))
+        Email.objects.filter(pk=email.pk).update(
+            to=email.to, cc=email.cc, bcc=email.bcc, suppressed=email.suppressed
+        )
+    return any(recipients.values())
 
 
 def _record_attempt(email: Email, attempt: Attempt) -> None:
@@ -210,6 +241,8 @@ def email_try(
 
     No transaction is held while providers are called: a slow provider must not lock the table.
     """
+    if not _drop_newly_suppressed(email):
+        return Delivery(blocked=_all_suppressed(email.suppressed))
     configs = failover_order(
         account=email.account,
         requested=email.requested_provider
@@ -269,14 +302,18 @@ def outcome_fields(
 
 
 def email_finish(*, email: Email, fields: dict[str, Any]) -> bool:
-    """Store a try's outcome if this process still holds the email's lease; False if not (the
-    sweep took it back after the lease ran out, and its next try is flagged possible_duplicate).
+    """Store a try's outcome if this process still holds the email's lease, with its webhook
+    messages in the same transaction; False if not (the sweep took it back after the lease ran
+    out, and its next try is flagged possible_duplicate).
     """
-    held = Email.objects.filter(
-        pk=email.pk, status=EmailStatus.SENDING, claimed_at=email.claimed_at
-    ).update(**fields)
-    for name, value in fields.items():
-        setattr(email, name, value)
+    with transaction.atomic():  # the outcome and its webhook messages (outbox) are one write
+        held = Email.objects.filter(
+            pk=email.pk, status=EmailStatus.SENDING, claimed_at=email.claimed_at
+        ).update(**fields)
+        for name, value in fields.items():
+            setattr(email, name, value)
+        if held:
+            webhooks_email_finished(email=email)
     if not held:
         logger.warning("email %s: lease lost before its outcome was stored", email.pk)
     elif email.status == EmailStatus.FAILED:
@@ -320,6 +357,10 @@ def email_send(
     )
     if not created:
         return SendResult(email=email, delivery=None, replayed=True)
+    if email.status == EmailStatus.FAILED:  # stored failed: every recipient is suppressed
+        listcache.bump(account.pk)
+        webhooks_email_finished(email=email)
+        raise AllRecipientsSuppressed(email)
     if queued:
         email_enqueue(email=email)
         return SendResult(email=email, delivery=None)

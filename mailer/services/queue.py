@@ -22,6 +22,7 @@ from mailer.vocabulary import Outcome
 
 from .emails import email_finish, email_try, outcome_fields, sent_fields
 from .enqueue import emails_enqueue
+from .webhooks_out import webhooks_sweep
 
 logger = logging.getLogger("mailer.queue")
 
@@ -147,6 +148,7 @@ class SweepReport:
     enqueued: int  # due emails put on the broker
     delivered: int  # due emails tried here (inline)
     waiting: int  # due emails left for the next sweep (broker down, or over the batch size)
+    webhooks: int = 0  # due webhook messages tried here (inline) or put on the broker
 
 
 def _stale_sending(now: datetime, limit: int) -> list[Email]:
@@ -179,7 +181,7 @@ def emails_sweep(*, inline: bool = False, limit: int = 1000) -> SweepReport:
     """The durable outbox's sweep (Celery beat, or `manage.py deliver_pending`, once or with
     `--loop`): take back tries whose lease ran out, then enqueue the due emails (or with
     `inline`, as in sync mode, which has no broker: deliver them here, one try each, with the
-    same backoff between tries as queue mode)."""
+    same backoff between tries as queue mode); then the same for due webhook messages."""
     now = timezone.now()
     released = 0
     for email in _stale_sending(now, limit):
@@ -189,6 +191,8 @@ def emails_sweep(*, inline: bool = False, limit: int = 1000) -> SweepReport:
     due = _due_ids(timezone.now(), limit)
     if inline:
         delivered = sum(email_process(email_id=pk) != "not claimed" for pk in due)
-        return SweepReport(released, 0, delivered, len(due) - delivered)
+        webhooks = webhooks_sweep(inline=True, limit=limit)
+        return SweepReport(released, 0, delivered, len(due) - delivered, webhooks)
     enqueued = emails_enqueue(email_ids=due)
-    return SweepReport(released, enqueued, 0, len(due) - enqueued)
+    webhooks = webhooks_sweep(inline=False, limit=limit)
+    return SweepReport(released, enqueued, 0, len(due) - enqueued, webhooks)

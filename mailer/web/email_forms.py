@@ -17,6 +17,7 @@ from django.utils.html import escape
 
 from mailer.models import EmailStatus, ProviderConfig
 from mailer.validation import Attachment, max_address_text
+from mailer.vocabulary import DeliveryState
 
 from .forms import PageForm
 
@@ -200,6 +201,9 @@ class EmailFilterForm(PageForm, forms.Form):
     provider = forms.TypedChoiceField(
         label="Sent via", required=False, coerce=int, empty_value=None
     )
+    delivery = forms.ChoiceField(
+        label="Delivery", required=False, choices=[("", "Any delivery"), *DeliveryState.choices]
+    )
 
     def __init__(self, *args, providers: Iterable[ProviderConfig], **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -213,5 +217,6 @@ class EmailFilterForm(PageForm, forms.Form):
             return {
                 "status": self.cleaned_data["status"] or None,
                 "provider_id": self.cleaned_data["provider"],
+                "delivery": self.cleaned_data["delivery"] or None,
             }
-        return {"status": None, "provider_id": None}
+        return {"status": None, "provider_id": None, "delivery": None}

@@ -1,4 +1,5 @@
-"""Email pages: the send form, the sent-emails list and one email's detail with its attempts."""
+"""Email pages: the send form, the sent-emails list and one email's detail with its attempts
+and what the providers reported after hand-off."""
 
 from __future__ import annotations
 
@@ -13,13 +14,19 @@ from mailer.errors import AppError
 from mailer.models import Email, EmailStatus
 from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import IdempotencyConflict, email_send
-from mailer.vocabulary import Outcome
+from mailer.services.suppressions import bare
+from mailer.vocabulary import EventType, Outcome
 
 from .email_forms import EmailFilterForm, SendForm
 
 PAGE_SIZE = 10
 MAX_ID = 2**63 - 1
 OUTCOMES = dict(Outcome.choices)
+EVENT_TYPES = dict(EventType.choices)
+# Where each kind keeps what the receiving server said (mailer.providers.<kind>.events): the
+# first of these an event has is shown as its diagnostic.
+DIAGNOSTIC_KEYS = ("diagnostic", "diag", "smtp_response", "description", "bounce_description",
+                   "message", "reason")  # fmt: skip
 
 
 def _announce(request: HttpRequest, email_id: int) -> None:
@@ -130,4 +137,46 @@ def detail(request: HttpRequest, email_id: int) -> HttpResponse:
     for attempt in detail["attempts"]:
         attempt["outcome_label"] = OUTCOMES.get(attempt["outcome"], attempt["outcome"])
     in_flight = detail["status"] in (EmailStatus.QUEUED, EmailStatus.SENDING)
-    return render(request, "emails/detail.html", {"email": detail, "in_flight": in_flight})
+    context = {"email": detail, "in_flight": in_flight, "recipients": _per_recipient(detail)}
+    return render(request, "emails/detail.html", context)
+
+
+def _event_row(event: dict) -> dict:
+    """One provider event as the timeline shows it: its type's label and, from what the
+    provider said, the diagnostic, the SMTP code and a clicked URL (text, never a link)."""
+    said = event["detail"] if isinstance(event["detail"], dict) else {}
+    diagnostic = next((said[key] for key in DIAGNOSTIC_KEYS if said.get(key)), "")
+    return {
+        **event,
+        "type_label": EVENT_TYPES.get(event["type"], event["type"]),
+        "diagnostic": str(diagnostic),
+        "code": _smtp_code(said.get("code")),
+        "url": str(said.get("url") or ""),
+    }
+
+
+def _smtp_code(code) -> str:
+    """An SMTP reply or enhanced status code ("550", "5.1.1"); not a provider's own number
+    (Postmark's bounce TypeCode 1 means nothing to a reader)."""
+    if isinstance(code, str):
+        return code
+    return str(code) if type(code) is int and 200 <= code <= 599 else ""
+
+
+def _per_recipient(email: dict) -> list[dict]:
+    """The provider events on one timeline grouped per recipient: each recipient's events in
+    time order and its latest state (mailer.services.events). Once any event is in, the
+    recipients no provider reported on yet follow with none; suppressed ones were never sent."""
+    groups: dict[str, list[dict]] = {}
+    for event in sorted(email["events"], key=lambda e: e["occurred_at"]):
+        groups.setdefault(event["recipient"], []).append(_event_row(event))
+    if groups:
+        for address in (*email["to"], *email["cc"], *email["bcc"]):
+            groups.setdefault(bare(address), [])
+    states = email["recipient_states"] or {}
+    rows = []
+    for address, events in groups.items():
+        state = (states.get(address) or {}).get("state", "")
+        label = EVENT_TYPES.get(state, state)
+        rows.append({"address": address, "events": events, "state": state, "state_label": label})
+    return rows

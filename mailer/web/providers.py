@@ -56,10 +56,13 @@ def _back_to(config: ProviderConfig) -> HttpResponse:
     return redirect(f"{reverse('providers')}#provider-{config.pk}")
 
 
-def _row(config: ProviderConfig, circuit_breaker: CircuitBreaker) -> dict[str, Any]:
+def _row(config: ProviderConfig, circuit_breaker: CircuitBreaker, base_url: str) -> dict[str, Any]:
     fields = PROVIDER_FORMS[config.kind].base_fields
-    detail = provider_detail(config, breaker=circuit_breaker)
-    detail["kind_label"] = specs()[config.kind].label
+    spec = specs()[config.kind]
+    detail = provider_detail(config, breaker=circuit_breaker, base_url=base_url)
+    detail["kind_label"] = spec.label
+    url = detail["webhook_url"]
+    detail["webhook_steps"] = [step.format(url=url) for step in spec.webhook_steps] if url else []
     detail["setting_items"] = [
         (fields[k].label or pretty_name(k), v) for k, v in config.settings.items()
     ]
@@ -72,7 +75,8 @@ def _row(config: ProviderConfig, circuit_breaker: CircuitBreaker) -> dict[str, A
 @login_required
 def listing(request: HttpRequest) -> HttpResponse:
     circuit_breaker = breaker()
-    rows = [_row(c, circuit_breaker) for c in provider_list(account=request.user)]
+    base_url = request.build_absolute_uri("/")
+    rows = [_row(c, circuit_breaker, base_url) for c in provider_list(account=request.user)]
     default = next((r["id"] for r in rows if r["enabled"]), None)
     return render(
         request,

@@ -1,9 +1,10 @@
-"""URLs of the pages, by feature: the entry, emails, accounts, providers, health, API tokens."""
+"""URLs of the pages, by feature: the entry, emails, accounts, providers, health, API tokens,
+webhooks, the suppression list."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import accounts, emails, health, providers, tokens
+from . import accounts, emails, health, providers, suppressions, tokens, webhooks
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -52,4 +53,19 @@ urlpatterns = [
     path("tokens/", tokens.listing, name="tokens"),
     path("tokens/created/", tokens.created, name="token-created"),
     path("tokens/<int:token_id>/revoke/", tokens.revoke, name="token-revoke"),
+    path("suppressions/", suppressions.listing, name="suppressions"),
+    path("suppressions/remove/", suppressions.remove, name="suppression-remove"),
+    path("suppressions/import/", suppressions.import_csv, name="suppression-import"),
+    path("suppressions/export/", suppressions.export_csv, name="suppression-export"),
+    # Providers post their events to webhooks/in/<token>/ (mailer/urls.py); these are the pages.
+    path("webhooks/", webhooks.listing, name="webhooks"),
+    path("webhooks/<int:endpoint_id>/enabled/", webhooks.enable, name="webhook-enable"),
+    path("webhooks/<int:endpoint_id>/rotate/", webhooks.rotate, name="webhook-rotate"),
+    path("webhooks/<int:endpoint_id>/delete/", webhooks.delete, name="webhook-delete"),
+    path("webhooks/<int:endpoint_id>/deliveries/", webhooks.deliveries, name="webhook-deliveries"),
+    path(
+        "webhooks/<int:endpoint_id>/deliveries/<int:message_id>/retry/",
+        webhooks.retry,
+        name="webhook-retry",
+    ),
 ]

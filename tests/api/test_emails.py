@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 
 from harness.api import ApiClient
 from harness.factories import loopback_smtp, make_token
-from mailer import selectors
+from mailer import listcache, selectors
 from mailer.models import Email
 from mailer.services import email_create, token_authenticate, token_create, token_revoke
 from tests.conftest import outgoing
@@ -193,9 +193,27 @@ def test_list_pages_newest_first_with_filters(api, sink_provider, add_provider, 
     assert api.get("/api/v1/emails", {"provider": dead.pk}).json()["count"] == 0
 
 
+def test_list_filters_by_delivery(api, account, sink_provider):
+    ids = [api.post("/api/v1/emails", EMAIL).json()["id"] for _ in range(3)]
+    Email.objects.filter(pk=ids[0]).update(delivery="bounced")
+    Email.objects.filter(pk=ids[1]).update(delivery="delivered")
+    listcache.bump(account.pk)  # as the events service does when it folds events in
+    bounced = api.get("/api/v1/emails", {"delivery": "bounced"}).json()
+    assert [e["id"] for e in bounced["results"]] == [ids[0]] and bounced["count"] == 1
+    assert bounced["results"][0]["delivery"] == "bounced"
+    unknown = api.get("/api/v1/emails", {"delivery": "unknown", "status": "sent"}).json()
+    assert [e["id"] for e in unknown["results"]] == [ids[2]]
+    assert api.get("/api/v1/emails", {"delivery": "complained"}).json()["count"] == 0
+    assert api.get("/api/v1/emails").json()["count"] == 3
+    delivered = api.get("/api/v1/emails", {"delivery": "delivered", "page_size": 1}).json()
+    assert delivered["next"] is None and [e["id"] for e in delivered["results"]] == [ids[1]]
+
+
 @pytest.mark.parametrize(
-    "query", [{"page": 0}, {"page_size": 101}, {"page_size": 0}, {"status": "lost"}, {"page": "x"}]
-)
+    "query",
+    [{"page": 0}, {"page_size": 101}, {"page_size": 0}, {"status": "lost"}, {"page": "x"},
+     {"delivery": "lost"}, {"delivery": "partially delivered"}],
+)  # fmt: skip
 def test_bad_list_queries_are_422(api, query):
     response = api.get("/api/v1/emails", query)
     assert response.status_code == 422

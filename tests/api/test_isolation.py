@@ -8,12 +8,15 @@ import pytest
 
 from harness.api import ApiClient
 from harness.factories import loopback_smtp, make_token
+from mailer.models import Suppression
+from mailer.services.suppressions import suppression_add
+from mailer.services.webhooks_out import webhook_endpoint_create, webhooks_emit
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def victim(api, add_provider, smtp_sink):
+def victim(api, account, add_provider, smtp_sink):
     provider = add_provider("smtp", name="a-sink", settings=loopback_smtp(smtp_sink.port))
     email_id = api.post(
         "/api/v1/emails",
@@ -24,7 +27,11 @@ def victim(api, add_provider, smtp_sink):
             "text": "private",
         },
     ).json()["id"]
-    return {"provider_id": provider.pk, "email_id": email_id}
+    endpoint, _ = webhook_endpoint_create(account=account, url="http://127.0.0.1:9/a-hook")
+    [message] = webhooks_emit(account, "email.sent", {"email_id": email_id})
+    suppression_add(account=account, address="a-only@example.org")
+    return {"provider_id": provider.pk, "email_id": email_id, "webhook_id": endpoint.pk,
+            "delivery": message.pk, "address": "a-only%40example.org"}  # fmt: skip
 
 
 def operations(client) -> list[tuple[str, str]]:
@@ -43,6 +50,7 @@ def test_every_api_endpoint_with_an_id_is_404_for_another_account(
         "/api/v1/emails/{email_id}",
         "/api/v1/providers/{provider_id}",
         "/api/v1/providers/{provider_id}/test",
+        "/api/v1/webhooks/{webhook_id}/deliveries/{delivery}/retry",
     }
     for method, path in ops:
         url = re.sub(r"\{(\w+)\}", lambda m: str(victim[m.group(1)]), path)
@@ -51,13 +59,14 @@ def test_every_api_endpoint_with_an_id_is_404_for_another_account(
         elif method == "delete":
             response = intruder.delete(url)
         elif method == "patch":
-            response = intruder.patch(url, {"name": "stolen"})
+            response = intruder.patch(url, {"enabled": False})  # a field every PATCH takes
         else:
             response = intruder.post(url, {"to": "intruder@example.org"})
         assert response.status_code == 404, (method, path, response.content)
         assert b"A's secret" not in response.content and b"a-sink" not in response.content
     # Nothing changed hands and nothing was sent on A's provider by B.
     assert len(smtp_sink.received) == 1
+    assert Suppression.objects.filter(address="a-only@example.org").exists()
 
 
 def test_lists_and_sends_never_reach_another_account(

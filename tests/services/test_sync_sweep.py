@@ -101,7 +101,7 @@ def test_the_sweep_leaves_a_sync_send_alone_while_its_lease_runs(
     email = _died_mid_send(account)
     # Claimed a while ago, but within its lease: its request may still be sending it.
     Email.objects.filter(pk=email.pk).update(claimed_at=timezone.now() - timedelta(seconds=59))
-    assert astuple(emails_sweep(inline=True)) == (0, 0, 0, 0)
+    assert astuple(emails_sweep(inline=True)) == (0, 0, 0, 0, 0)
     assert Email.objects.get(pk=email.pk).status == EmailStatus.SENDING
     assert smtp_sink.received == []
 
@@ -165,7 +165,7 @@ def test_a_retry_that_fails_again_waits_with_queue_mode_backoff(
     assert email.next_attempt_at <= timezone.now() + timedelta(seconds=2 * 60 * 1.2)
     assert email.failure_reason.startswith("Try 2 failed: No provider accepted the message")
     # Not due yet: the next sweeps leave it.
-    assert astuple(emails_sweep(inline=True)) == (0, 0, 0, 0)
+    assert astuple(emails_sweep(inline=True)) == (0, 0, 0, 0, 0)
     assert Email.objects.get(pk=email.pk).tries == 2
 
 
@@ -467,11 +467,15 @@ def test_a_worker_killed_mid_send_is_ended_by_deliver_pending_from_cron(
         "rows", "mailer.Email", f"pk={email['id']}", "--fields", "lease_expires_at"
     )
     lease_end = datetime.fromisoformat(row["lease_expires_at"]).timestamp()
-    # The same command, run too early, leaves a send whose lease still runs.
-    if time.time() < lease_end - 3:
-        assert "released 0" in site.manage("deliver_pending")
-    wait_until(lambda: time.time() > lease_end + 0.1, timeout=120, what="the lease to run out")
+    # Run at once, the command finds the lease still running and leaves the send alone; on a
+    # loaded machine it may start only after the lease ran out, and then it is the run that
+    # takes it back. Judged by what it did and when it finished, not by a margin load can eat.
     out = site.manage("deliver_pending")
+    if "released 0" in out:
+        wait_until(lambda: time.time() > lease_end + 0.1, timeout=120, what="the lease to end")
+        out = site.manage("deliver_pending")
+    else:
+        assert time.time() >= lease_end, f"took back a send whose lease still ran: {out}"
     assert "released 1, enqueued 0, delivered 1, still waiting 0" in out, out
 
     final = _email(site, token, email["id"])

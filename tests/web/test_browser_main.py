@@ -3,7 +3,12 @@ settings, real SMTP servers as providers and as the site's own mail: what a pers
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+from datetime import UTC, datetime, timedelta
+
+from playwright.sync_api import expect
 
 from harness.ports import free_port
 from harness.smtp import ScriptedHandler
@@ -55,7 +60,9 @@ def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp
     page.get_by_label("Port").fill(str(sink.port))
     page.get_by_label("Security").select_option("none")
     page.get_by_role("button", name="Add provider").click()
-    assert page.get_by_role("status").filter(has_text="Added the provider office-relay").count()
+    expect(
+        page.get_by_role("status").filter(has_text="Added the provider office-relay").first
+    ).to_be_visible()
     page.get_by_role("link", name="Send", exact=True).click()
     assert page.get_by_label("Send through").input_value() != ""
     fill_send_form(
@@ -71,7 +78,7 @@ def test_sign_up_send_with_an_attachment_and_find_it_in_the_list(web, page, smtp
     page.get_by_role("button", name="Send", exact=True).click()
     page.wait_for_url(re.compile(r".*/emails/\d+/$"))
     assert page.get_by_role("status").first.inner_text() == "Sent via office-relay."
-    assert page.locator(".attempt").count() == 1
+    expect(page.locator(".attempt")).to_have_count(1)
     assert "plan.txt" in page.locator(".attachments").inner_text()
     screenshot(page, "main-email-detail")
     [received] = sink.received
@@ -105,7 +112,7 @@ def test_a_failing_first_provider_fails_over_to_the_second(web, page, smtp_serve
     page.wait_for_url(re.compile(r".*/emails/\d+/$"))
     assert page.get_by_role("status").first.inner_text() == "Sent via backup after 2 attempts."
     attempts = page.locator(".attempt")
-    assert attempts.count() == 2
+    expect(attempts).to_have_count(2)
     first, second = attempts.nth(0).inner_text(), attempts.nth(1).inner_text()
     assert "busy-primary" in first and "Provider error" in first and "421" in first
     assert "backup" in second and "Sent" in second
@@ -250,3 +257,74 @@ def test_repeated_wrong_passwords_lock_the_account_for_a_while(web, page):
     assert answer.value.status == 429  # the right password, after five wrong ones
     assert "Too many failed log-ins" in page.get_by_role("alert").inner_text()
     screenshot(page, "main-login-throttled")
+
+
+# Records every Content-Security-Policy violation the page reports (Playwright adds it to each
+# document before the page's own scripts, outside the page's CSP).
+CSP_LISTENER = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));"""
+
+
+def postmark_record(record_type: str, email_id: int, recipient: str, minutes: int) -> dict:
+    """A Postmark webhook record about our email (its id in Metadata, as we send it)."""
+    at = (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+    fields = {
+        "Delivery": {"Recipient": recipient, "DeliveredAt": at, "Details": "smtp;250 2.0.0 OK"},
+        "Click": {"Recipient": recipient, "ReceivedAt": at,
+                  "OriginalLink": "https://example.com/plans?<b>"},
+        "Bounce": {"Email": recipient, "BouncedAt": at, "Type": "HardBounce", "TypeCode": 1,
+                   "ID": 42, "Description": "Unknown user", "Details": "550 5.1.1 No such user"},
+    }[record_type]  # fmt: skip
+    ours = {"MessageID": f"pm-{email_id}", "Metadata": {"email_id": str(email_id)}}
+    return {"RecordType": record_type, "ServerID": 1, "MessageStream": "outbound", **ours, **fields}
+
+
+def test_an_email_with_provider_events_renders_with_no_console_error_or_csp_violation(
+    web, page, smtp_server
+):
+    create_user(web, "uma")
+    add_smtp(web, "uma", "relay", smtp_server().port)
+    secrets = {"server_token": "pm", "webhook_username": "hooks", "webhook_password": PASSWORD}
+    mark = web.factory("provider", "uma", "postmark", "--name", "mark",
+                       "--settings", json.dumps({"api_url": "http://127.0.0.1:9"}),
+                       "--secrets", json.dumps(secrets))  # fmt: skip
+    [config] = web.factory(
+        "rows", "mailer.ProviderConfig", f"pk={mark['id']}", "--fields", "webhook_token"
+    )
+    page.add_init_script(script=CSP_LISTENER)
+    log_in(page, web, "uma")
+    page.goto(f"{web.url}/send/")
+    fill_send_form(page, to="vic@example.org, wes@example.org", subject="Events", text="Hi.")
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url(re.compile(r".*/emails/\d+/$"))
+    email_id = int(re.search(r"/emails/(\d+)/$", page.url)[1])
+    auth = "Basic " + base64.b64encode(f"hooks:{PASSWORD}".encode()).decode()
+    hooks = web.api()
+    for record in (postmark_record("Delivery", email_id, "vic@example.org", 3),
+                   postmark_record("Click", email_id, "vic@example.org", 1),
+                   postmark_record("Bounce", email_id, "wes@example.org", 2)):  # fmt: skip
+        answer = hooks.post(f"/webhooks/in/{config['webhook_token']}/", record,
+                            headers={"Authorization": auth})  # fmt: skip
+        assert answer.status_code == 200, answer
+    page.reload()
+    badge = page.locator("h1 + .status-badge + .delivery-badge")
+    assert badge.text_content() == "Delivery: partially delivered"
+    events = page.get_by_role("region", name="Delivery events")
+    groups = events.locator(".event-recipient")
+    expect(groups).to_have_count(2)
+    assert "latest: clicked" in groups.nth(0).inner_text()  # a click ranks as a delivery
+    assert "latest: bounced" in groups.nth(1).inner_text()
+    assert "https://example.com/plans?<b>" in groups.nth(0).inner_text()
+    assert "550 5.1.1 No such user" in groups.nth(1).inner_text()
+    screenshot(page, "main-email-detail-events")
+    # The same events as rates on the health page, its SVG chart under the same CSP.
+    page.goto(f"{web.url}/health/?range=7d")
+    chart = page.locator(f"#rates-{mark['id']} svg")
+    assert "50% delivered (1), 50% bounced (1)" in chart.locator("title").first.text_content()
+    screenshot(page, "main-health-rates")
+    assert page.console_errors == [], page.console_errors
+    assert page.evaluate("window.cspViolations") == []
+    # The listener does hear a violation: an inline style the CSP refuses.
+    page.evaluate("document.body.setAttribute('style', 'color: red')")
+    page.wait_for_function("window.cspViolations.length > 0")

@@ -69,7 +69,9 @@ def test_add_edit_reorder_and_test_providers(web, page, sinks):
     page.get_by_role("link", name=re.compile(r"^SMTP ")).click()
     fill_smtp(page, name="primary", port=first.port)
     page.get_by_role("button", name="Add provider").click()
-    assert page.get_by_role("status").filter(has_text="Added the provider primary").count()
+    expect(
+        page.get_by_role("status").filter(has_text="Added the provider primary").first
+    ).to_be_visible()
 
     # A mistake keeps what was typed, except the secret.
     page.goto(f"{web.url}/providers/add/smtp/")
@@ -80,7 +82,7 @@ def test_add_edit_reorder_and_test_providers(web, page, sinks):
     assert page.locator("#id_host").get_attribute("aria-invalid") == "true"
     assert page.get_by_role("textbox", name="Name", exact=True).input_value() == "backup"
     assert page.locator("#id_password").input_value() == ""
-    assert page.get_by_role("alert").count()
+    expect(page.get_by_role("alert").first).to_be_visible()
     shots(page, "provider-form-error")
     page.locator("#id_host").fill("127.0.0.1")
     page.locator("#id_username").fill("mailer")
@@ -105,7 +107,7 @@ def test_add_edit_reorder_and_test_providers(web, page, sinks):
         page.keyboard.press("Enter")
     names = page.locator("li.provider h2").all_inner_texts()
     assert names == ["backup relay", "primary"]
-    assert card(page, "backup relay").get_by_text("default", exact=True).count() == 1
+    expect(card(page, "backup relay").get_by_text("default", exact=True)).to_have_count(1)
     card(page, "primary").get_by_role("button", name="Make default: primary").click()
     assert page.locator("li.provider h2").all_inner_texts() == ["primary", "backup relay"]
 
@@ -122,7 +124,7 @@ def test_add_edit_reorder_and_test_providers(web, page, sinks):
     failed = card(page, "backup relay").locator(".test-result")
     assert "not sent: provider_error" in failed.inner_text()
     assert re.search(r"in \d+ ms", failed.inner_text())
-    assert card(page, "backup relay").get_by_text("Last error").count() == 1
+    expect(card(page, "backup relay").get_by_text("Last error")).to_have_count(1)
     shots(page, "providers-test-failed")
     assert PASSWORD not in page.content()
     assert page.console_errors == [], page.console_errors
@@ -143,10 +145,10 @@ def test_health_page_draws_bars_for_a_failing_and_a_healthy_provider(web, page, 
     page.goto(f"{web.url}/health/")
     flaky = page.locator(".health-bar", has_text="flaky").locator("svg")
     steady = page.locator(".health-bar", has_text="steady").locator("svg")
-    assert flaky.locator("rect.bar-provider_error").count() == 1
-    assert flaky.locator("rect.bar-skipped").count() == 1
-    assert steady.locator("rect.bar-sent").count() == 1
-    assert steady.locator("rect.bar-provider_error").count() == 0
+    expect(flaky.locator("rect.bar-provider_error")).to_have_count(1)
+    expect(flaky.locator("rect.bar-skipped")).to_have_count(1)
+    expect(steady.locator("rect.bar-sent")).to_have_count(1)
+    expect(steady.locator("rect.bar-provider_error")).to_have_count(0)
     title = flaky.locator("title").first.text_content()
     assert title == "flaky: 3 provider error (60%), 2 skipped (circuit open) (40%)"
     width = float(flaky.locator("rect.bar-provider_error").get_attribute("width"))
@@ -185,7 +187,7 @@ def test_create_copy_use_and_revoke_a_token(web, page):
     shots(page, "token-revoke")
     page.get_by_role("button", name="Revoke deploy script").click()
     row = page.get_by_role("row", name=re.compile("^deploy script"))
-    assert "revoked" in row.inner_text() and row.get_by_role("link").count() == 0
+    expect("revoked" in row.inner_text() and row.get_by_role("link")).to_have_count(0)
     assert api_status(web, raw) == 401
     assert json.dumps(raw) not in page.content()
     assert page.console_errors == [], page.console_errors

@@ -4,16 +4,19 @@ with real SMTP stand-ins and Redis: outcomes, failover, errors that keep input, 
 from __future__ import annotations
 
 import re
+import uuid
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from django.utils.html import escape
 
 from harness.factories import loopback_smtp
 from harness.smtp import ScriptedHandler
 from mailer import listcache
-from mailer.models import Email, EmailStatus
+from mailer.models import DeliveryEvent, Email, EmailStatus
 from mailer.services import email_process
 
 pytestmark = pytest.mark.django_db
@@ -289,6 +292,28 @@ def test_filter_by_status_and_provider_and_pages_keep_the_filter(client, member,
     assert client.get("/emails/", {"status": "nope", "provider": "x"}).status_code == 200
 
 
+def test_filter_by_delivery_and_its_badge_column(client, member):
+    stored(member, 11, delivery="delivered", subject="reached")
+    stored(member, 1, delivery="bounced", subject="bounced one")
+    stored(member, 1, delivery="partially_delivered", subject="partly")
+    stored(member, 1, status="failed", subject="never sent")
+    html = client.get("/emails/").content.decode()
+    assert '<th scope="col">Delivery</th>' in html and 'name="delivery"' in html
+    assert '<option value="complained">Complained</option>' in html
+    assert 'delivery-partially_delivered text-bg-warning">partially delivered</span>' in html
+    assert 'delivery-bounced text-bg-danger">bounced</span>' in html
+    assert "no delivery report" in html  # the failed one: a dash, not "unknown"
+    # Each filter its own cached page (the list-cache key has the delivery, as it has status).
+    assert subjects(client.get("/emails/", {"delivery": "bounced"})) == ["bounced one"]
+    reached = client.get("/emails/", {"delivery": "delivered"})
+    assert subjects(reached) == ["reached"] * 10 and reached.context["count"] == 11
+    assert "delivery=delivered&amp;page=2" in reached.content.decode()
+    failed = client.get("/emails/", {"delivery": "unknown", "status": "failed"})
+    assert subjects(failed) == ["never sent"]
+    assert "No email matches" in client.get("/emails/", {"delivery": "complained"}).content.decode()
+    assert len(subjects(client.get("/emails/", {"delivery": "lost"}))) == 10  # ignored
+
+
 def test_the_list_is_read_through_the_cached_selector(client, member):
     stored(member, 1, subject="first")
     assert subjects(client.get("/emails/")) == ["first"]
@@ -337,6 +362,57 @@ def test_detail_shows_the_whole_message_and_never_runs_its_html(client, member):
     assert '<iframe class="email-html border rounded w-100"' in html and 'sandbox=""' in html
     assert "<script>alert" not in html and "&lt;script&gt;alert(&quot;x&quot;)" in html
     assert "No attempt yet" in html
+
+
+def event(email, provider, event_type: str, recipient: str, minutes: int, **fields) -> None:
+    DeliveryEvent.objects.create(
+        account=email.account, provider=provider, provider_kind=provider.kind, email=email,
+        type=event_type, recipient=recipient, provider_event_id=uuid.uuid4().hex,
+        occurred_at=timezone.now() - timedelta(hours=1) + timedelta(minutes=minutes), **fields,
+    )  # fmt: skip
+
+
+def test_detail_shows_the_provider_events_per_recipient_in_time_order(client, member, add_provider):
+    mark = add_provider("postmark", name="mark", secrets={"server_token": "t"})
+    states = {"bob@example.org": {"state": "delivered"}, "carol@example.org": {"state": "bounced"}}
+    [email] = stored(
+        member, 1, to=["Bob <Bob@Example.org>", "carol@example.org"], cc=["dan@example.org"],
+        suppressed=["eve@example.org"], delivery="partially_delivered", recipient_states=states,
+        possible_duplicate=True, copies_sent=2,
+    )  # fmt: skip
+    event(email, mark, "delivered", "bob@example.org", 2, detail={"smtp_response": "250 OK"})
+    event(email, mark, "deferred", "bob@example.org", 0, detail={"diagnostic": "451 greylisted"})
+    event(email, mark, "bounced", "carol@example.org", 1, bounce_type="hard",
+          detail={"code": "5.1.1", "diagnostic": "User unknown"})  # fmt: skip
+    event(email, mark, "clicked", "bob@example.org", 3, detail={"url": "https://x.test/?a=<b>"})
+    html = client.get(f"/emails/{email.pk}/").content.decode()
+    header = html.split("</h1>")[1].split("</div>")[0]
+    assert "delivery-partially_delivered" in header and "Delivery: </span>partially" in header
+    assert "Taken by 2 providers, as their reports show: recipients may get 2 copies." in html
+    timeline = html.split('id="events-heading"')[1]
+    assert html.index("Delivery attempts") < html.index('id="events-heading"')
+    groups = re.findall(r'data-recipient="([^"]+)"', timeline)
+    assert groups == ["bob@example.org", "carol@example.org", "dan@example.org"]
+    bob, carol, dan = timeline.split('data-recipient="')[1:4]
+    assert "latest: delivered" in bob and "latest: bounced" in carol
+    types = re.findall(r"event-badge event-(\w+)", bob)[1:]  # after the latest state's
+    assert types == ["deferred", "delivered", "clicked"]
+    assert "451 greylisted" in bob and "250 OK" in bob and "mark" in bob and "postmark" in bob
+    assert "Link: <code>https://x.test/?a=&lt;b&gt;</code>" in bob and 'href="https://x' not in bob
+    assert "hard bounce" in carol and "<code>5.1.1</code> User unknown" in carol
+    assert "No report on this recipient yet." in dan
+    assert "eve@example.org</span> — left out: on the suppression list" in timeline
+    audit = PageAudit()
+    audit.feed(html)
+    assert audit.problems == []
+    assert all(b - a <= 1 for a, b in zip(audit.headings, audit.headings[1:], strict=False))
+
+
+def test_a_sent_email_without_events_says_none_came_yet(client, member):
+    [email] = stored(member, 1)
+    html = client.get(f"/emails/{email.pk}/").content.decode()
+    assert "No provider has reported on it yet" in html and "Taken by" not in html
+    assert "delivery-badge delivery-unknown" in html
 
 
 def test_a_queued_email_says_so_and_refreshes(client, member):

@@ -418,3 +418,16 @@ def test_secrets_are_never_rendered_on_any_page(web, account, smtp_sink):
     assert len(web.bodies) > 15
     for secret in SECRETS:
         assert all(secret not in body for body in web.bodies), secret
+
+
+def test_each_provider_that_posts_events_shows_its_webhook_url_and_how_to_set_it_up(web, account):
+    from harness.factories import make_provider
+
+    gun = make_provider(account, "mailgun", name="gun", settings={"domain": "mg.example.com"},
+                        secrets={"api_key": "key-1"})  # fmt: skip
+    add(account)  # SMTP posts no webhooks
+    page = web("get", "/providers/").content.decode()
+    url = f"http://testserver/webhooks/in/{gun.webhook_token}/"
+    assert page.count("<dt>Events webhook</dt>") == 1
+    assert f"<code>{url}</code>" in page
+    assert f"Sending &gt; Webhooks for the sending domain: add {url}" in page

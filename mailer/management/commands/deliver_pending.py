@@ -21,7 +21,8 @@ class Command(BaseCommand):
         "worker), ending each from its recorded attempts, and enqueue queued emails that are due "
         "but on no live message (enqueue lost, retry due). --inline delivers them in this "
         "process instead (the default in sync mode, which has no broker). --loop sweeps every "
-        "SWEEP_INTERVAL_SECONDS until SIGTERM or Ctrl-C: sync mode's sweeper, one per host."
+        "SWEEP_INTERVAL_SECONDS until SIGTERM or Ctrl-C: sync mode's sweeper, one per host. "
+        "Due webhook messages go the same way: sent here (inline) or enqueued."
     )
 
     def add_arguments(self, parser):
@@ -52,9 +53,10 @@ class Command(BaseCommand):
         self._loop(inline=inline, limit=limit, interval=interval)
 
     def _report(self, report) -> None:
+        webhooks = f", webhooks {report.webhooks}" if report.webhooks else ""
         self.stdout.write(
             f"released {report.released}, enqueued {report.enqueued}, "
-            f"delivered {report.delivered}, still waiting {report.waiting}"
+            f"delivered {report.delivered}, still waiting {report.waiting}{webhooks}"
         )
 
     def _loop(self, *, inline: bool, limit: int, interval: float) -> None:
@@ -80,7 +82,7 @@ class Command(BaseCommand):
             except Exception:
                 logger.exception("outbox sweep failed; trying again in %g s", interval)
             else:
-                if report.released or report.enqueued or report.delivered or report.waiting:
+                if any(report.__dict__.values()):  # only a sweep that did something
                     self._report(report)
                     self.stdout.flush()
             stop.wait(interval)

@@ -68,4 +68,12 @@ SPEC = s.KindSpec(
     url_schemes=("mailgun",),
     from_url=from_url,
     url_example="mailgun://api:API_KEY@mg.example.com",
+    events="mailer.providers.mailgun.events:MailgunEvents",
+    webhook_steps=(
+        "In Mailgun, Sending > Webhooks for the sending domain: add {url} for each event "
+        "(delivered, permanent and temporary failures, complained, unsubscribed, opened, "
+        "clicked).",
+        "Copy the HTTP webhook signing key (Settings > API Security) into this provider's "
+        "Webhook signing key.",
+    ),
 )

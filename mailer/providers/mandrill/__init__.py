@@ -1,4 +1,5 @@
-"""Mandrill (Mailchimp Transactional API 1.0, raw MIME). The transport is in transport.py."""
+"""Mandrill (Mailchimp Transactional API 1.0, raw MIME). The transport is in transport.py, the
+webhook events (X-Mandrill-Signature, checked with webhook_key) in events.py."""
 
 from __future__ import annotations
 
@@ -51,10 +52,17 @@ SPEC = s.KindSpec(
             label="Webhook key",
             transport=False,
             help="The key Mandrill shows for your webhook; it checks X-Mandrill-Signature. "
-            "Optional.",
+            "Optional: without it, this provider's webhook events are refused.",
         ),
     ),
     url_schemes=("mandrill",),
     from_url=from_url,
     url_example="mandrill://:API_KEY@",
+    events="mailer.providers.mandrill.events:MandrillEvents",
+    webhook_steps=(
+        "In Mandrill, Settings > Webhooks: add a webhook with the URL {url}, exactly as shown, "
+        "and tick the message events (sent, delivered, deferral, bounces, spam, unsub, "
+        "reject, open, click).",
+        "Copy the webhook's key into this provider's Webhook key.",
+    ),
 )

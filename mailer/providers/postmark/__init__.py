@@ -76,4 +76,11 @@ SPEC = s.KindSpec(
     url_schemes=("postmark",),
     from_url=from_url,
     url_example="postmark://:SERVER_TOKEN@?message_stream=broadcast",
+    events="mailer.providers.postmark.events:PostmarkEvents",
+    webhook_steps=(
+        "Choose a webhook username and password and save them in this provider's secrets.",
+        "In Postmark, the server's message stream > Webhooks: add the URL {url} with those "
+        "credentials written into it (https://USERNAME:PASSWORD@host/...) and tick delivery, "
+        "bounce, spam complaint, open, click and subscription change.",
+    ),
 )

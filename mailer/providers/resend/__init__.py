@@ -56,4 +56,10 @@ SPEC = s.KindSpec(
     url_schemes=("resend",),
     from_url=from_url,
     url_example="resend://:API_KEY@",
+    events="mailer.providers.resend.events:ResendEvents",
+    webhook_steps=(
+        "In Resend, Webhooks: add an endpoint with the URL {url} and the email events "
+        "(delivered, delivery delayed, bounced, complained, opened, clicked, failed).",
+        "Copy its signing secret (whsec_...) into this provider's Webhook signing secret.",
+    ),
 )

@@ -102,6 +102,10 @@ def build_payload(message: EmailMessage) -> dict[str, Any]:
         payload["attachments"] = [_attachment(attachment) for attachment in files]
     if headers := custom_headers(message, RESERVED_HEADERS):
         payload["headers"] = dict(headers)
+    if metadata := getattr(message, "metadata", None):
+        # Our email id: SendGrid echoes custom_args at the top level of each event it posts
+        # (events.py reads it), and takes only string values.
+        payload["custom_args"] = {str(key): str(value) for key, value in metadata.items()}
     return payload
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import email.policy
+import re
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +34,10 @@ from ..base import (
 from ..httpclient import HttpClient
 from ..message_parts import idna_address
 from ..net import Deadline, sanitize
+
+# What SES takes as a message tag's value; an id it can't carry is left out rather than altered,
+# since an altered id would match no email.
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_.@-]{1,256}")
 
 # The deadline of the attempt in progress in this thread, for the before-send hook.
 _deadline: contextvars.ContextVar[Deadline] = contextvars.ContextVar("ses_attempt_deadline")
@@ -209,6 +214,11 @@ class SesProvider(Provider):
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
+        # Our email id as a message tag: SES event publishing echoes it in mail.tags, which is
+        # how an event finds its email (mailer.providers.ses.events).
+        email_id = str((getattr(message, "metadata", None) or {}).get("email_id") or "")
+        if _TAG_VALUE.fullmatch(email_id):
+            request["EmailTags"] = [{"Name": "email_id", "Value": email_id}]
         return request
 
     def transmit(self, prepared: dict[str, Any], deadline: Deadline) -> str:

@@ -1,0 +1,58 @@
+"""Reads of the suppression list: one account's entries, searched, filtered and paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+
+from mailer.models import Suppression
+from mailer.vocabulary import SuppressionReason
+
+from .emails import MAX_PAGE_SIZE, Page
+
+REASON_LABELS = dict(SuppressionReason.choices)
+MAX_SEARCH_CHARS = 320
+
+
+def suppression_detail(entry: Suppression, *, now=None) -> dict[str, Any]:
+    """One entry as the API and the page show it; `active` while it has not expired."""
+    now = now or timezone.now()
+    return {
+        "address": entry.address,
+        "reason": entry.reason,
+        "reason_label": REASON_LABELS.get(entry.reason, entry.reason),
+        "source": entry.source,
+        "created_at": entry.created_at,
+        "expires_at": entry.expires_at,
+        "active": entry.expires_at is None or entry.expires_at > now,
+    }
+
+
+def suppression_page(
+    *,
+    account,
+    search: str = "",
+    reason: str | None = None,
+    page: int = 1,
+    page_size: int = 10,
+    clamp: bool = False,
+) -> Page:
+    """One page of the account's list, newest first: `search` is a case-insensitive part of
+    the address, `reason` one of SuppressionReason. Read from the database each time (unlike
+    email lists it is not cached: searches rarely repeat, and `active` changes with the clock).
+    With `clamp`, a page past the end is the last page instead."""
+    page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+    entries = Suppression.objects.filter(account=account)
+    if search := search.strip()[:MAX_SEARCH_CHARS].lower():
+        entries = entries.filter(address__contains=search)  # addresses are kept lower-cased
+    if reason:
+        entries = entries.filter(reason=reason)
+    count = entries.count()
+    number = max(1, page)
+    if clamp:
+        number = min(number, max(1, -(-count // page_size)))
+    offset = (number - 1) * page_size
+    rows = entries.order_by("-created_at", "-id")[offset : offset + page_size]
+    now = timezone.now()
+    return Page(count, number, page_size, [suppression_detail(e, now=now) for e in rows])

@@ -1,0 +1,72 @@
+"""Reads of webhook endpoints and their messages, for the API and the webhooks page; every one
+scoped to the account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mailer.models import WebhookEndpoint, WebhookMessage
+
+from .emails import Page
+from .providers import _MAX_ID
+
+MAX_PAGE_SIZE = 100
+
+
+def webhook_endpoint_list(*, account) -> list[WebhookEndpoint]:
+    return list(WebhookEndpoint.objects.filter(account=account).order_by("created_at", "id"))
+
+
+def webhook_endpoint_get(*, account, endpoint_id: int) -> WebhookEndpoint:
+    """One endpoint of this account; WebhookEndpoint.DoesNotExist for any other id."""
+    if not 0 < endpoint_id <= _MAX_ID:
+        raise WebhookEndpoint.DoesNotExist
+    return WebhookEndpoint.objects.get(account=account, pk=endpoint_id)
+
+
+def webhook_message_get(*, endpoint: WebhookEndpoint, ref: str | int) -> WebhookMessage:
+    """One message of this endpoint by its id or its webhook-id (msg_...);
+    WebhookMessage.DoesNotExist for anything else."""
+    ref = str(ref)
+    messages = WebhookMessage.objects.filter(endpoint=endpoint).select_related("endpoint")
+    if ref.isdigit() and 0 < int(ref) <= _MAX_ID:
+        return messages.get(pk=int(ref))
+    if ref.startswith("msg_") and len(ref) <= 40:
+        return messages.get(msg_id=ref)
+    raise WebhookMessage.DoesNotExist
+
+
+def webhook_endpoint_detail(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.pk,
+        "url": endpoint.url,
+        "event_types": endpoint.event_types,
+        "enabled": endpoint.enabled,
+        "disabled_reason": endpoint.disabled_reason,
+        "failing_since": endpoint.failing_since,
+        "created_at": endpoint.created_at,
+    }
+
+
+def webhook_message_detail(message: WebhookMessage) -> dict[str, Any]:
+    return {
+        "id": message.pk,
+        "webhook_id": message.msg_id,
+        "event_type": message.event_type,
+        "status": message.status,
+        "tries": message.tries,
+        "last_status_code": message.last_status_code,
+        "last_error": message.last_error,
+        "next_attempt_at": message.next_attempt_at,
+        "created_at": message.created_at,
+        "delivered_at": message.delivered_at,
+    }
+
+
+def webhook_message_page(*, endpoint: WebhookEndpoint, page: int = 1, page_size: int = 10) -> Page:
+    """The endpoint's messages, newest first, `page_size` (at most MAX_PAGE_SIZE) a page."""
+    size = max(1, min(page_size, MAX_PAGE_SIZE))
+    messages = WebhookMessage.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")
+    start = (max(1, page) - 1) * size
+    rows = messages.defer("payload")[start : start + size]
+    return Page(messages.count(), max(1, page), size, [webhook_message_detail(m) for m in rows])
