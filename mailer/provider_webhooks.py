@@ -52,7 +52,7 @@ def receive(request: HttpRequest, token: str) -> HttpResponse:
     limit = settings.WEBHOOK_MAX_BYTES
     length = request.META.get("CONTENT_LENGTH") or "0"
     too_large = _problem(413, f"A webhook body may be at most {limit} bytes.")
-    if not length.isdigit() or int(length) > limit:
+    if not (length.isascii() and length.isdigit()) or int(length) > limit:
         return too_large
     body = request.read(limit + 1)  # a chunked body has no length to check first
     if len(body) > limit:

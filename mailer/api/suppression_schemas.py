@@ -3,9 +3,10 @@
 from datetime import datetime
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from mailer.selectors.suppressions import MAX_SEARCH_CHARS
+from mailer.validation import control_character
 from mailer.vocabulary import SuppressionReason
 
 
@@ -16,6 +17,13 @@ class SuppressionFilters(Schema):
         "", max_length=MAX_SEARCH_CHARS, description="Part of the address, any case."
     )
     reason: SuppressionReason | None = None
+
+    @field_validator("search")
+    @classmethod
+    def _search_text(cls, value: str) -> str:
+        if problem := control_character(value):
+            raise ValueError(f"search can't contain {problem}")
+        return value
 
 
 class SuppressionIn(Schema):

@@ -24,7 +24,7 @@ def provider_resolve(*, account, ref: int | str) -> ProviderConfig | None:
     """The enabled provider a request names: by id, else by name, else the first of a kind."""
     enabled = ProviderConfig.objects.filter(account=account, enabled=True)
     text = str(ref).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         found = enabled.filter(pk=int(text)).first()
         if found is not None:
             return found

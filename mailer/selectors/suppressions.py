@@ -7,6 +7,7 @@ from typing import Any
 from django.utils import timezone
 
 from mailer.models import Suppression
+from mailer.validation import control_character
 from mailer.vocabulary import SuppressionReason
 
 from .emails import MAX_PAGE_SIZE, Page
@@ -45,7 +46,11 @@ def suppression_page(
     page_size = max(1, min(page_size, MAX_PAGE_SIZE))
     entries = Suppression.objects.filter(account=account)
     if search := search.strip()[:MAX_SEARCH_CHARS].lower():
-        entries = entries.filter(address__contains=search)  # addresses are kept lower-cased
+        # Addresses are kept lower-cased, and never hold a control character (PostgreSQL even
+        # refuses a NUL in a query): a search with one matches nothing.
+        if control_character(search):
+            entries = entries.none()
+        entries = entries.filter(address__contains=search)
     if reason:
         entries = entries.filter(reason=reason)
     count = entries.count()

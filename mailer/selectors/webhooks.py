@@ -3,6 +3,7 @@ scoped to the account."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mailer.models import WebhookEndpoint, WebhookMessage
@@ -29,9 +30,9 @@ def webhook_message_get(*, endpoint: WebhookEndpoint, ref: str | int) -> Webhook
     WebhookMessage.DoesNotExist for anything else."""
     ref = str(ref)
     messages = WebhookMessage.objects.filter(endpoint=endpoint).select_related("endpoint")
-    if ref.isdigit() and 0 < int(ref) <= _MAX_ID:
+    if ref.isascii() and ref.isdigit() and 0 < int(ref) <= _MAX_ID:
         return messages.get(pk=int(ref))
-    if ref.startswith("msg_") and len(ref) <= 40:
+    if re.fullmatch(r"msg_[A-Za-z0-9_-]{1,36}", ref):  # never a NUL into a query
         return messages.get(msg_id=ref)
     raise WebhookMessage.DoesNotExist
 

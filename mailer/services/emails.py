@@ -126,6 +126,23 @@ def _earlier_use(
     return earlier
 
 
+def _initial_state(*, queued: bool) -> dict[str, Any]:
+    """A new email's queue fields: `queued` and due now for a worker, or `sending`, claimed by
+    this process. Sync mode's claim has a short lease: the request's send ends within
+    SEND_BUDGET_SECONDS and its worker is killed at WEB_TIMEOUT, so past it the sweep knows this
+    process is gone."""
+    now = timezone.now()
+    if queued:
+        return {"status": EmailStatus.QUEUED, "next_attempt_at": now, "enqueued_at": now}
+    lease_end = now + timedelta(seconds=settings.SYNC_SENDING_LEASE_SECONDS)
+    return {
+        "status": EmailStatus.SENDING,
+        "tries": 1,
+        "claimed_at": now,
+        "lease_expires_at": lease_end,
+    }
+
+
 def email_create(
     *,
     account,
@@ -147,20 +164,7 @@ def email_create(
     recipients, suppressed = without_suppressed(
         account, {"to": list(outgoing.to), "cc": list(outgoing.cc), "bcc": list(outgoing.bcc)}
     )
-    now = timezone.now()
-    # Sync mode's claim has a short lease: the request's send ends within SEND_BUDGET_SECONDS and
-    # its worker is killed at WEB_TIMEOUT, so past it the sweep knows this process is gone.
-    lease_end = now + timedelta(seconds=settings.SYNC_SENDING_LEASE_SECONDS)
-    state = (
-        {"status": EmailStatus.QUEUED, "next_attempt_at": now, "enqueued_at": now}
-        if queued
-        else {
-            "status": EmailStatus.SENDING,
-            "tries": 1,
-            "claimed_at": now,
-            "lease_expires_at": lease_end,
-        }
-    )
+    state = _initial_state(queued=queued)
     if not any(recipients.values()):  # nobody left to send to: no provider is contacted
         state = {"status": EmailStatus.FAILED, "failure_reason": _all_suppressed(suppressed)}
     row = _email_row(

@@ -5,6 +5,7 @@ folded into per-recipient state, and fed to the suppression list."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -48,6 +49,7 @@ RANK = {
     EventType.COMPLAINED: 4,
 }
 FETCH_TIMEOUT = 5.0
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what new_webhook_token() makes
 
 
 class UnknownWebhook(AppError):
@@ -78,7 +80,10 @@ def events_ingest(*, token: str, request: WebhookRequest) -> IngestResult:
     stale, replayed: nothing stored) or InvalidInput (signed but unreadable) when it is refused.
     A well-signed event for no email of the account is stored unmatched and logged, so the
     provider stops retrying it."""
-    config = ProviderConfig.objects.filter(webhook_token=token).select_related("account").first()
+    config = None
+    if _TOKEN.fullmatch(token):  # never a query with a NUL or an endless string in it
+        configs = ProviderConfig.objects.filter(webhook_token=token).select_related("account")
+        config = configs.first()
     spec = specs().get(config.kind) if config is not None else None
     if config is None or spec is None or not spec.events:
         raise UnknownWebhook("No provider of this service has this webhook URL.")
@@ -178,7 +183,11 @@ def _store(config: ProviderConfig, parsed: list[Event]) -> IngestResult:
 def _matching_emails(config: ProviderConfig, parsed: list[Event]) -> dict:
     """The account's emails the events name: by our id first, the provider's message id else.
     Only this account's: another account's id in a metadata field matches nothing."""
-    ids = {e.email_id for e in parsed if e.email_id.isdigit() and len(e.email_id) < 19}
+    ids = {
+        e.email_id
+        for e in parsed
+        if e.email_id.isascii() and e.email_id.isdigit() and len(e.email_id) < 19
+    }
     message_ids = {e.provider_message_id for e in parsed if e.provider_message_id}
     found: dict = {}
     account_emails = Email.objects.filter(account_id=config.account_id)

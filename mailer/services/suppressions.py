@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from mailer import listcache
 from mailer.errors import AppError, InvalidInput, MessageTooLarge
 from mailer.models import DeliveryEvent, Email, Suppression
-from mailer.validation import check_address
+from mailer.validation import check_address, control_character
 from mailer.vocabulary import BounceType, EventType, SuppressionReason
 
 logger = logging.getLogger("mailer.services")
@@ -154,7 +154,10 @@ def suppression_add_checked(
 
 
 def suppression_delete(*, account, address: str) -> bool:
-    """Take an address off the account's list; False if it was not on it."""
+    """Take an address off the account's list; False if it was not on it (an address with a
+    control character never is: PostgreSQL refuses a NUL in a query)."""
+    if control_character(address):
+        return False
     deleted, _ = Suppression.objects.filter(account=account, address=bare(address)).delete()
     if deleted:
         logger.info("account %s: %s no longer suppressed", account.pk, bare(address))

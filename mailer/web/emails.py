@@ -93,7 +93,7 @@ def send(request: HttpRequest) -> HttpResponse:
 
 
 def _page_number(raw: str | None) -> int:
-    return int(raw) if raw and raw.isdigit() and len(raw) <= 9 else 1
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 9 else 1
 
 
 @login_required

@@ -69,7 +69,7 @@ class ImportForm(PageForm, forms.Form):
 
 
 def _page_number(raw: str | None) -> int:
-    return int(raw) if raw and raw.isdigit() and len(raw) <= 9 else 1
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= 9 else 1
 
 
 def _filters(params) -> dict[str, str]:

@@ -315,3 +315,10 @@ def test_openapi_documents_the_csv_bodies_once(client):
     assert set(body) == {"text/csv", "multipart/form-data"}
     assert "text/csv" in paths[f"{URL}/export"]["get"]["responses"]["200"]["content"]
     assert set(paths[f"{URL}/{{address}}"]) == {"delete"}
+
+
+def test_control_characters_in_a_search_or_an_address_are_a_4xx_on_any_database(api):
+    """PostgreSQL refuses a NUL anywhere in a query: found by fuzzing the live API there."""
+    answer = api.get("/api/v1/suppressions", {"search": "a\x00b"})
+    assert answer.status_code == 422 and "search" in answer.content.decode()
+    assert api.delete("/api/v1/suppressions/a%00b%40example.org").status_code == 404

@@ -249,3 +249,21 @@ def test_junk_to_every_kinds_webhook_is_a_4xx_and_stores_nothing(client, add_pro
         assert answer.status_code in (400, 401), (kind, body[:20], answer.status_code)
         assert answer.json()["detail"]
     assert not DeliveryEvent.objects.exists()
+
+
+@pytest.mark.parametrize("token", ["a%00b", "x" * 300, "%C3%A9t%C3%A9", "..%2F..%2Fetc"])
+def test_a_webhook_url_that_no_token_could_make_is_404_on_any_database(client, token):
+    answer = client.post(f"/webhooks/in/{token}/", b"{}", content_type="application/json")
+    assert answer.status_code == 404
+
+
+def test_digits_that_are_not_ascii_are_never_taken_for_ids(client, account, api, gun):
+    """'²' is a digit to str.isdigit() and no number to int(): every id read checks ASCII."""
+    body = {"from": "shop@example.com", "to": "a@example.org", "subject": "x", "text": "x"}
+    assert api.post("/api/v1/emails", {**body, "provider": "²"}).status_code == 422
+    client.force_login(account)
+    assert client.get("/emails/", {"page": "²"}).status_code == 200
+    assert client.get("/suppressions/", {"page": "²"}).status_code == 200
+    assert (
+        post(client, gun, signed(event("delivered", "a@example.org", "²"))).json()["unmatched"] == 1
+    )

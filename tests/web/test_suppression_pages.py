@@ -164,3 +164,8 @@ def test_another_accounts_list_is_invisible_and_untouchable(web, client, other_a
     assert "theirs" not in b"".join(client.get(f"{URL}export/").streaming_content).decode()
     web("post", f"{URL}remove/", {"address": "theirs@example.org"})
     assert Suppression.objects.filter(account=other_account).count() == 1
+
+
+def test_a_search_with_a_nul_character_is_not_a_server_error(client, account):
+    client.force_login(account)
+    assert client.get("/suppressions/", {"search": "a\x00b"}).status_code in (200, 400)
