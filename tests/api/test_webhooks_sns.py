@@ -8,6 +8,7 @@ import base64
 import json
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -206,3 +207,27 @@ def test_a_notification_signed_by_another_key_or_topic_stores_nothing(
                               TopicArn="arn:aws:sns:us-east-1:999999999999:theirs")  # fmt: skip
     assert post(client, aws, other_topic, "Notification").status_code == 401
     assert not DeliveryEvent.objects.exists()
+
+
+def test_a_certificate_host_that_stalls_is_a_bounded_503_and_stores_nothing(
+    client, add_provider, sns_host, signing_key, settings, monkeypatch
+):
+    """The signing certificate's host takes the connection and never speaks (TLS never starts):
+    the fetch is cut at its deadline, SNS is told to retry (503), nothing is stored."""
+    from harness.smtp import Blackhole
+    from mailer.services import events as event_service
+
+    monkeypatch.setattr(event_service, "FETCH_TIMEOUT", 1.0)
+    hole = Blackhole().start()
+    try:
+        aws = add_provider("ses", name="aws", settings={"region": REGION}, secrets=DUMMY_KEYS)
+        record = json.dumps({"eventType": "Delivery", "mail": {"messageId": "m", "destination": []},
+                             "delivery": {"recipients": ["a@example.org"]}})  # fmt: skip
+        body = sns_message(sns_host, signing_key, "Notification", Message=record)
+        body = body.replace(sns_host.base.encode(), f"https://localhost:{hole.port}".encode())
+        started = time.monotonic()
+        answer = post(client, aws, body, "Notification")
+        assert answer.status_code == 503 and time.monotonic() - started < 10
+        assert not DeliveryEvent.objects.exists()
+    finally:
+        hole.stop()

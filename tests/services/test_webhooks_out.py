@@ -6,6 +6,7 @@ never by sleeping through the schedule."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,11 +32,13 @@ from mailer.services.webhooks_out import (
     webhook_message_claim,
     webhook_message_retry,
     webhooks_email_finished,
+    webhooks_emit,
     webhooks_sweep,
 )
+from mailer.services.webhooks_out import delivery as webhook_delivery
 from mailer.vocabulary import BounceType, EventType
 from tests.conftest import outgoing
-from tests.fakes.hostile import RebindingDns
+from tests.fakes.hostile import Internal, RebindingDns, Redirector, Trickler
 from tests.fakes.webhook_receiver import receiver_fixture  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
@@ -361,3 +364,33 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_the_account_told_once
     assert endpoint.disabled_reason == "" and endpoint.failing_since is None
     assert sweep() == 3
     assert len(hook.arrivals) == tries + 3 and len(mail.outbox) == 1
+
+
+def test_a_receiver_that_trickles_or_redirects_costs_one_bounded_try_and_nothing_is_stuck(
+    member, monkeypatch
+):
+    """An endpoint that answers one header line every 0.2 s for ever is cut at the try's
+    deadline; one that redirects (to an internal host) is not followed and its body not kept.
+    Either way the message goes back to pending for its next try, its claim released."""
+    monkeypatch.setattr(webhook_delivery, "DELIVERY_DEADLINE", 1.5)
+    internal = Internal()
+    trickler = Trickler(b"HTTP/1.1 200 OK\r\n", b"X-Slow: 1\r\n", interval=0.2, http=True)
+    redirector = Redirector(internal.url + "/admin")
+    try:
+        for url in (f"http://127.0.0.1:{trickler.port}/hook", redirector.url + "/hook"):
+            WebhookEndpoint.objects.all().delete()
+            webhook_endpoint_create(account=member, url=url)
+            webhooks_emit(member, "email.sent", {"email_id": 1})
+            started = time.monotonic()
+            assert sweep() == 1
+            assert time.monotonic() - started < 10, url
+            message = WebhookMessage.objects.get()
+            assert (message.status, message.tries) == ("pending", 1), message.last_error
+            assert message.next_attempt_at > timezone.now() and message.lease_expires_at is None
+            assert Internal.SECRET not in message.last_error
+            message.delete()
+        assert internal.requests == [], "the redirect was not followed"
+    finally:
+        trickler.stop()
+        redirector.stop()
+        internal.stop()
