@@ -119,6 +119,14 @@ def token_text(value: Any) -> str:
     return given
 
 
+def base_url_option(default: str | None, help: str, *, name: str = "api_url",
+                    label: str = "API URL") -> Option:  # fmt: skip
+    """The optional base-URL setting every HTTP kind has (a region's host, a proxy, a stand-in):
+    an http(s) URL whose host is checked against the private-address rule."""
+    return Option(name, url, label=label, default=default, host=url_host, max_length=2048,
+                  help=help)  # fmt: skip
+
+
 # The spec ------------------------------------------------------------------------------------
 
 
@@ -208,6 +216,20 @@ class ProviderUrl:
     username: str
     password: str
     query: Mapping[str, str]
+
+    @property
+    def https_origin(self) -> str:
+        """https://host[:port] of the URL's host ("" without one): the API host, for the HTTP
+        kinds whose URL may name one (an IPv6 address in brackets)."""
+        if not self.hostname:
+            return ""
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return f"https://{host}" + (f":{self.port}" if self.port else "")
+
+    @property
+    def key(self) -> str:
+        """The API key or token of an HTTP kind's URL: its password, or its user when alone."""
+        return self.password or self.username or ""
 
     def params(self, *names: str) -> dict[str, str]:
         """The query parameters, each among `names` (settings the URL may carry)."""

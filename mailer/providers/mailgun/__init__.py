@@ -38,15 +38,11 @@ SPEC = s.KindSpec(
             required=True,
             help="The domain as Mailgun lists it under Sending > Domains, like 'mg.example.com'.",
         ),
-        s.Option(
-            "api_url",
-            s.url,
-            label="API host",
-            default=DEFAULT_API_URL,
-            host=s.url_host,
-            max_length=2048,
-            help=f"Leave as {DEFAULT_API_URL} for a domain in Mailgun's US region; a domain "
+        s.base_url_option(
+            DEFAULT_API_URL,
+            f"Leave as {DEFAULT_API_URL} for a domain in Mailgun's US region; a domain "
             "in the EU region needs https://api.eu.mailgun.net.",
+            label="API host",
         ),
     ),
     secrets=(

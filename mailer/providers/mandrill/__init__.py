@@ -15,9 +15,8 @@ def from_url(url: s.ProviderUrl) -> tuple[dict, dict]:
     path (a stand-in) is given whole as api_url."""
     settings = url.params("api_url")
     if url.hostname:
-        port = f":{url.port}" if url.port else ""
-        settings["api_url"] = f"https://{url.hostname}{port}/api/1.0"
-    return settings, {"api_key": url.password or url.username or ""}
+        settings["api_url"] = f"{url.https_origin}/api/1.0"
+    return settings, {"api_key": url.key}
 
 
 SPEC = s.KindSpec(
@@ -28,14 +27,9 @@ SPEC = s.KindSpec(
     sent_via=5,
     legacy_name="mandrill",
     settings=(
-        s.Option(
-            "api_url",
-            s.url,
-            label="API URL",
-            default=DEFAULT_API_URL,
-            host=s.url_host,
-            max_length=2048,
-            help=f"The API's base URL, version included; leave blank for {DEFAULT_API_URL}.",
+        s.base_url_option(
+            DEFAULT_API_URL,
+            f"The API's base URL, version included; leave blank for {DEFAULT_API_URL}.",
         ),
     ),
     secrets=(

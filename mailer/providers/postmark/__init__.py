@@ -18,8 +18,8 @@ def from_url(url: s.ProviderUrl) -> tuple[dict, dict]:
     if url.hostname:
         if "api_url" in settings:
             raise ValueError("give the API host either as the URL's host or as ?api_url=, not both")
-        settings["api_url"] = f"https://{url.hostname}" + (f":{url.port}" if url.port else "")
-    return settings, {"server_token": url.password or url.username or ""}
+        settings["api_url"] = url.https_origin
+    return settings, {"server_token": url.key}
 
 
 SPEC = s.KindSpec(
@@ -38,14 +38,10 @@ SPEC = s.KindSpec(
             help="The ID of the server's message stream to send through: 'outbound' (the "
             "default transactional stream), 'broadcast', or one you created.",
         ),
-        s.Option(
-            "api_url",
-            s.url,
+        s.base_url_option(
+            DEFAULT_API_URL,
+            f"Leave as {DEFAULT_API_URL}.",
             label="API host",
-            default=DEFAULT_API_URL,
-            host=s.url_host,
-            max_length=2048,
-            help=f"Leave as {DEFAULT_API_URL}.",
         ),
     ),
     secrets=(

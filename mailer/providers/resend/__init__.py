@@ -13,9 +13,8 @@ def from_url(url: s.ProviderUrl) -> tuple[dict, dict]:
     A host in the URL means https on it; `api_url` gives any base URL (a stand-in on loopback)."""
     settings = url.params("api_url")
     if url.hostname:
-        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
-        settings["api_url"] = f"https://{host}" + (f":{url.port}" if url.port else "")
-    return settings, {"api_key": url.password or url.username or ""}
+        settings["api_url"] = url.https_origin
+    return settings, {"api_key": url.key}
 
 
 SPEC = s.KindSpec(
@@ -26,14 +25,9 @@ SPEC = s.KindSpec(
     sent_via=7,
     legacy_name="resend",
     settings=(
-        s.Option(
-            "api_url",
-            s.url,
-            label="API URL",
-            default=DEFAULT_API_URL,
-            host=s.url_host,
-            max_length=2048,
-            help=f"Leave as {DEFAULT_API_URL} unless a proxy or a stand-in serves Resend's API.",
+        s.base_url_option(
+            DEFAULT_API_URL,
+            f"Leave as {DEFAULT_API_URL} unless a proxy or a stand-in serves Resend's API.",
         ),
     ),
     secrets=(

@@ -9,8 +9,8 @@ def from_url(url: s.ProviderUrl) -> tuple[dict, dict]:
     """sendgrid://:API_KEY@[host[:port]][?host=https://...]"""
     settings = url.params("host")
     if url.hostname:
-        settings["host"] = f"https://{url.hostname}" + (f":{url.port}" if url.port else "")
-    return settings, {"api_key": url.password or url.username or ""}
+        settings["host"] = url.https_origin
+    return settings, {"api_key": url.key}
 
 
 def verification_key(value: object) -> str:
@@ -31,14 +31,11 @@ SPEC = s.KindSpec(
     sent_via=3,
     legacy_name="send_grid",
     settings=(
-        s.Option(
-            "host",
-            s.url,
+        s.base_url_option(
+            None,
+            "Leave blank for https://api.sendgrid.com; the EU host is https://api.eu.sendgrid.com.",
+            name="host",
             label="API host",
-            host=s.url_host,
-            max_length=2048,
-            help="Leave blank for https://api.sendgrid.com; the EU host is "
-            "https://api.eu.sendgrid.com.",
         ),
     ),
     secrets=(

@@ -34,13 +34,11 @@ SPEC = s.KindSpec(
     legacy_name="amazon_SES",
     settings=(
         s.Option("region", s.region, label="AWS region", required=True, help="Like eu-west-1."),
-        s.Option(
-            "endpoint_url",
-            s.url,
+        s.base_url_option(
+            None,
+            "Only for an SES-compatible API; leave blank for AWS.",
+            name="endpoint_url",
             label="Endpoint URL",
-            host=s.url_host,
-            max_length=2048,
-            help="Only for an SES-compatible API; leave blank for AWS.",
         ),
         s.Option(
             "configuration_set",
