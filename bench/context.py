@@ -95,6 +95,7 @@ class Bench:
             BREAKER_RESET_SECONDS=str(RESET_SECONDS),
             MAIL_PROVIDER_URLS=f"smtp://127.0.0.1:{self.sink_port}?security=none",
             DELIVERY_MODE="sync",
+            BENCH_PEER_SMTP_PORT=str(self.sink_port),  # item 1's peer (bench/settings.py)
             **self.experiment_env,
         )
 
@@ -178,13 +179,14 @@ class Bench:
         result["cpu_cores"] = {r: round(v, 2) for r, v in cores.items()}
         return result
 
-    def load(self, job: dict, *, timeout: float = 900) -> dict:
-        """Run one job in the load generator process and return its result."""
-        job.setdefault("url", self.url)
+    def load(self, job: dict, *, timeout: float = 900, env: dict[str, str] | None = None) -> dict:
+        """Run one job in the load generator process (with the app's environment, or `env`)
+        and return its result."""
+        job.setdefault("url", getattr(self, "url", ""))
         result = subprocess.run(
             [PYTHON, "-m", "bench.load", json.dumps(job)],
             cwd=ROOT,
-            env={**self.env, "PYTHONPATH": str(ROOT)},
+            env={**(env or self.env), "PYTHONPATH": str(ROOT)},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -2,12 +2,14 @@
 the app. bench.run starts it with one JSON job as its argument; it prints one JSON result.
 
 Jobs: "post" (POST emails from N threads, each over its own http.client connection, for a time
-or a count), "alternate" (sequential POSTs taking turns between accounts), "get" (sequential
-GETs of several variants, round robin, for latency), "smtp" (the raw smtplib baseline: one
-connection, one message after another), "noop" (publish the raw Celery no-op task from N
-threads), "webhook" (POST Postmark Delivery records, Basic-authenticated, to a webhook URL from
-N threads for a time, about 1 in 10 a repeat of an earlier record) and "trivial" (GET
-/bench/trivial the same way: the webhook figure's baseline).
+or a count; to the API, or with `path` to item 1's peer view), "alternate" (sequential POSTs
+taking turns between accounts), "get" (sequential GETs of several variants, round robin, for
+latency), "smtp" (the raw smtplib baseline: one connection, one message after another), "noop"
+(publish the raw Celery no-op task from N threads), "webhook" (POST Postmark Delivery records,
+Basic-authenticated, to a webhook URL from N threads for a time, about 1 in 10 a repeat of an
+earlier record), "trivial" (GET /bench/trivial the same way: the webhook figure's baseline) and
+"postoffice" (queue emails with django-post_office's mail.send from N threads: item 4's peer,
+run with its settings module).
 """
 
 from __future__ import annotations
@@ -78,10 +80,12 @@ def job_alternate(job: dict) -> dict:
 
 
 def job_post(job: dict) -> dict:
-    """POST /api/v1/emails from `concurrency` threads until `seconds` or `count` is reached.
+    """POST /api/v1/emails (or `path`, with no token: the peer view) from `concurrency` threads
+    until `seconds` or `count` is reached; the answers with status `expect` (201) count.
 
     With stop_on_skipped, stop once a response shows the first provider skipped (circuit open).
     """
+    path = job.get("path", "/api/v1/emails")
     deadline = time.monotonic() + job.get("seconds", 3600)
     limit = job.get("count") or 10**12
     lock = threading.Lock()
@@ -91,7 +95,7 @@ def job_post(job: dict) -> dict:
     stop = threading.Event()
 
     def worker() -> None:
-        client = api_client(job["url"], job["token"])
+        client = api_client(job["url"], job.get("token"))
         while not stop.is_set() and time.monotonic() < deadline:
             with lock:
                 if issued[0] >= limit:
@@ -100,7 +104,7 @@ def job_post(job: dict) -> dict:
                 n = issued[0]
             clock = time.perf_counter()
             try:
-                response = client.post("/api/v1/emails", email_payload(n))
+                response = client.post(path, email_payload(n))
                 status, body = response.status_code, response.content
             except (http.client.HTTPException, OSError) as exc:
                 status, body = type(exc).__name__, b""
@@ -209,6 +213,48 @@ def job_noop(job: dict) -> dict:
         thread.join()
     elapsed = time.monotonic() - started
     return {"ok": job["count"], "seconds": elapsed, "rate": job["count"] / elapsed}
+
+
+def job_postoffice(job: dict) -> dict:
+    """Queue `count` emails with django-post_office's `mail.send` (the message every send figure
+    uses, priority "medium") from `concurrency` threads. With its Celery integration each call
+    stores the email and, after the commit, publishes a `send_queued_mail` task. Runs with
+    DJANGO_SETTINGS_MODULE=bench.postoffice_settings (postoffice_peer.environment)."""
+    import django
+
+    from bench.postoffice_celery import app  # the Celery app post_office's tasks publish with
+
+    django.setup()
+    from django.db import connections
+    from post_office import mail
+
+    per_thread = [job["count"] // job["concurrency"]] * job["concurrency"]
+    per_thread[0] += job["count"] - sum(per_thread)
+    first = [1 + sum(per_thread[:k]) for k in range(len(per_thread))]
+
+    queued = [0] * len(per_thread)
+
+    def worker(k: int, start: int, count: int) -> None:
+        try:
+            for n in range(start, start + count):
+                payload = email_payload(n)
+                mail.send([payload["to"]], payload["from"], subject=payload["subject"],
+                          message=payload["text"], html_message=payload["html"],
+                          priority="medium")  # fmt: skip
+                queued[k] += 1
+        finally:
+            connections.close_all()
+
+    app.connection_for_write().ensure_connection()
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(k, first[k], per_thread[k]))
+               for k in range(len(per_thread))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    return {"ok": sum(queued), "seconds": elapsed, "rate": sum(queued) / elapsed}
 
 
 def _concurrently(job: dict, call) -> dict:
@@ -337,6 +383,7 @@ JOBS = {
     "noop": job_noop,
     "webhook": job_webhook,
     "trivial": job_trivial,
+    "postoffice": job_postoffice,
 }
 
 if __name__ == "__main__":

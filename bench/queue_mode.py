@@ -1,10 +1,12 @@
 """Item 4: queue mode. Enqueue rate (POSTs answering 202) and drain rate (emails reaching the
-sink) with 2 Celery workers, against a raw Celery no-op task on the same broker.
+sink) with 2 Celery workers, against a raw Celery no-op task on the same broker and against
+django-post_office, the peer a Django user would pick (bench/postoffice_peer.py).
 
-Each repeat fills the queue with no worker running, then starts the workers and times the drain
+Each repeat fills each queue with no worker running, then starts the workers and times the drain
 from the first message taken to the last one done, so worker start-up is not counted: for the
-no-op, until the queue and the unacknowledged set are empty; for emails, until the sink has them.
-Uses only the documented interface: DELIVERY_MODE=queue and `celery -A emailservice worker`.
+no-op, until the queue and the unacknowledged set are empty; for emails, ours and the peer's,
+until the sink has them. Uses only the documented interface: DELIVERY_MODE=queue and
+`celery -A emailservice worker`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench import profile
+from bench import drain, postoffice_peer, profile
 from bench.report import spread
-from harness.app import start_celery_worker
-from harness.procs import children, memory_kib
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKER_CONCURRENCY = 2
+WORKER_CONCURRENCY = drain.WORKER_CONCURRENCY
 
 
 def missing() -> str | None:
@@ -29,39 +29,91 @@ def missing() -> str | None:
     return None
 
 
-def _worker(bench, app: str, name: str):
-    """A Celery worker as the tests start one (harness.app); not waited for: the drain's clock
-    starts when the queue first shrinks."""
-    return bench.procs.add(
-        start_celery_worker(
-            {**bench.env, "DELIVERY_MODE": "queue"}, name, log=bench.workdir / f"celery-{name}.log",
-            ready=False, app=app, concurrency=WORKER_CONCURRENCY, loglevel="WARNING",
-        )
+def _queue_env(bench) -> dict[str, str]:
+    return {**bench.env, "DELIVERY_MODE": "queue"}
+
+
+def _app_worker(bench, name: str):
+    return drain.worker(bench, "emailservice", name, _queue_env(bench))
+
+
+def _noop_repeat(bench, redis, repeat: int) -> dict:
+    """Publish the no-op tasks from 8 threads, then time their drain by 2 workers."""
+    count = bench.sizes.noop_tasks
+    redis.delete("bench-noop")
+    publish = bench.load({"kind": "noop", "count": count, "concurrency": 8})
+    worker = drain.worker(bench, "bench.noop", f"noop{repeat}", _queue_env(bench))
+    noop = drain.timed(
+        redis, "bench-noop", count,
+        lambda: redis.llen("bench-noop") == 0 and redis.hlen("unacked") == 0,
+        timeout=120,
     )  # fmt: skip
+    bench.procs.stop(worker)
+    return {"noop_publish": publish, "noop_drain": noop}
 
 
-def _rss_kib(process) -> dict[str, int]:
-    pids = [process.pid, *children(process.pid)]
-    return {str(pid): memory_kib(pid).get("VmRSS", 0) for pid in pids}
+def _app_repeat(bench, redis, queue: str, token: str, repeat: int) -> dict:
+    """POST the emails (202) from 8 clients, then time their drain by 2 workers."""
+    before = bench.sink()["count"]
+    enqueue = bench.load({"kind": "post", "token": token, "concurrency": 8,
+                          "count": bench.sizes.queue_emails, "expect": 202})  # fmt: skip
+    queued = enqueue["ok"]
+    worker = _app_worker(bench, f"app{repeat}")
+    timed = drain.timed(redis, queue, queued, drain.sink_has(bench, before + queued), timeout=300)
+    rss = drain.rss_kib(worker)
+    bench.procs.stop(worker)
+    arrived = bench.sink()["count"] - before
+    return {"enqueue": enqueue, "drain": timed, "arrived_at_sink": arrived, "worker_rss": rss}
 
 
-def _arrived(bench, count: int):
-    return lambda: bench.sink()["count"] >= count
+def _check(bench, runs: list[dict]) -> None:
+    """Every email queued reached the sink once, ours and the peer's; the peer's rows are all
+    `sent`. A mismatch is a check failure (the run fails; the figures are still written)."""
+    problems = []
+    for n, r in enumerate(runs, 1):
+        if r["arrived_at_sink"] != r["enqueue"]["ok"]:
+            problems.append(f"repeat {n}: the sink counted {r['arrived_at_sink']} of our "
+                            f"{r['enqueue']['ok']} emails")  # fmt: skip
+        peer = postoffice_peer.check(r["peer"], bench.sizes.queue_emails)
+        if peer:
+            problems.append(f"repeat {n}, django-post_office: {peer}")
+    if problems:
+        bench.results.setdefault("check_failures", {})["4"] = "; ".join(problems)
+        bench.log(f"   CHECK FAILED: {bench.results['check_failures']['4']}")
 
 
-def _drain(redis, queue: str, total: int, done, *, timeout: float) -> dict:
-    """Poll until done(); the clock starts when the queue first shrinks."""
-    deadline = time.monotonic() + timeout
-    started = None
-    while time.monotonic() < deadline:
-        now = time.monotonic()
-        if started is None and redis.llen(queue) < total:
-            started = now
-        if started is not None and done():
-            elapsed = now - started
-            return {"ok": total, "seconds": elapsed, "rate": total / elapsed if elapsed else 0}
-        time.sleep(0.002)
-    raise TimeoutError(f"the {queue} queue did not drain within {timeout:.0f} s")
+def _summary(bench, runs: list[dict]) -> dict:
+    """The item's figures: min/median/max over the repeats of each rate and ratio."""
+    drain_ratio = spread([r["drain_ratio"] for r in runs])
+    peer_ratio = spread([r["peer_drain_ratio"] for r in runs])
+    return {
+        "runs": runs,
+        "enqueue_rate": spread([r["enqueue"]["rate"] for r in runs]),
+        "drain_rate": spread([r["drain"]["rate"] for r in runs]),
+        "noop_publish_rate": spread([r["noop_publish"]["rate"] for r in runs]),
+        "noop_drain_rate": spread([r["noop_drain"]["rate"] for r in runs]),
+        "peer_queue_rate": spread([r["peer"]["queue"]["rate"] for r in runs]),
+        "peer_drain_rate": spread([r["peer"]["drain"]["rate"] for r in runs]),
+        "enqueue_ratio": spread([r["enqueue_ratio"] for r in runs]),
+        "drain_ratio": drain_ratio,
+        "peer_drain_ratio": peer_ratio,
+        "worker_rss_kib": [r["worker_rss"] for r in runs],
+        "peer_worker_rss_kib": [r["peer"]["worker_rss_kib"] for r in runs],
+        "target": bench.targets["queue_drain"] + " (drain)",
+        "met": drain_ratio["median"] >= 0.5,
+        "peer_target": bench.targets["queue_drain_peer"],
+        "met_peer": peer_ratio["median"] >= 1.0,
+    }
+
+
+def _log(bench, repeat: int, r: dict) -> None:
+    bench.log(
+        f"   repeat {repeat + 1}: enqueue {r['enqueue']['rate']:.0f}/s "
+        f"({r['enqueue']['statuses']}), drain {r['drain']['rate']:.0f}/s; no-op publish "
+        f"{r['noop_publish']['rate']:.0f}/s, no-op drain {r['noop_drain']['rate']:.0f}/s; "
+        f"django-post_office queue {r['peer']['queue']['rate']:.0f}/s, drain "
+        f"{r['peer']['drain']['rate']:.0f}/s ({r['peer']['arrived_at_sink']} at the sink)"
+    )
 
 
 def run(bench) -> None:
@@ -77,60 +129,32 @@ def run(bench) -> None:
     redis = redis_client.Redis.from_url(bench.redis_url)
     app_queue = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
     bench.log(f"4. queue mode: enqueue and drain with {WORKER_CONCURRENCY} Celery workers vs a "
-              "raw Celery no-op task")  # fmt: skip
+              "raw Celery no-op task and vs django-post_office")  # fmt: skip
     bench.start_gunicorn(DELIVERY_MODE="queue")
     token = bench.accounts["queue"]["token"]
     # Warm up: the first requests and a first drain, which also proves queue mode delivers.
     before = bench.sink()["count"]
     warm = bench.load({"kind": "post", "token": token, "concurrency": 8, "count": 40,
                        "expect": 202})  # fmt: skip
-    worker = _worker(bench, "emailservice", "warmup")
-    _drain(redis, app_queue, warm["ok"], _arrived(bench, before + warm["ok"]), timeout=120)
+    worker = _app_worker(bench, "warmup")
+    drain.timed(redis, app_queue, warm["ok"], drain.sink_has(bench, before + warm["ok"]),
+                timeout=120)  # fmt: skip
     bench.procs.stop(worker)
-    runs, worker_rss = [], []
+    peer_env = postoffice_peer.prepare(bench, redis)
+    runs = []
     for repeat in range(s.repeats):
-        redis.delete("bench-noop")
-        publish = bench.load({"kind": "noop", "count": s.noop_tasks, "concurrency": 8})
-        worker = _worker(bench, "bench.noop", f"noop{repeat}")
-        noop = _drain(
-            redis, "bench-noop", s.noop_tasks,
-            lambda: redis.llen("bench-noop") == 0 and redis.hlen("unacked") == 0,
-            timeout=120,
-        )  # fmt: skip
-        bench.procs.stop(worker)
-
-        before = bench.sink()["count"]
-        enqueue = bench.load({"kind": "post", "token": token, "concurrency": 8,
-                              "count": s.queue_emails, "expect": 202})  # fmt: skip
-        queued = enqueue["ok"]
-        worker = _worker(bench, "emailservice", f"app{repeat}")
-        drain = _drain(redis, app_queue, queued, _arrived(bench, before + queued), timeout=300)
-        worker_rss.append(_rss_kib(worker))
-        bench.procs.stop(worker)
-        runs.append({
-            "noop_publish": publish, "noop_drain": noop, "enqueue": enqueue, "drain": drain,
-            "enqueue_ratio": enqueue["rate"] / publish["rate"],
-            "drain_ratio": drain["rate"] / noop["rate"],
-        })  # fmt: skip
-        bench.log(
-            f"   repeat {repeat + 1}: enqueue {enqueue['rate']:.0f}/s ({enqueue['statuses']}), "
-            f"drain {drain['rate']:.0f}/s; no-op publish {publish['rate']:.0f}/s, "
-            f"no-op drain {noop['rate']:.0f}/s"
-        )
-    drain_ratio = spread([r["drain_ratio"] for r in runs])
-    bench.results["items"]["4_queue"] = {
-        "runs": runs,
-        "enqueue_rate": spread([r["enqueue"]["rate"] for r in runs]),
-        "drain_rate": spread([r["drain"]["rate"] for r in runs]),
-        "noop_publish_rate": spread([r["noop_publish"]["rate"] for r in runs]),
-        "noop_drain_rate": spread([r["noop_drain"]["rate"] for r in runs]),
-        "enqueue_ratio": spread([r["enqueue_ratio"] for r in runs]),
-        "drain_ratio": drain_ratio,
-        "worker_rss_kib": worker_rss,
-        "target": ">= 0.5 (drain)",
-        "met": drain_ratio["median"] >= 0.5,
-    }
-    if not bench.results["items"]["4_queue"]["met"] and bench.do_profile:
+        r = {**_noop_repeat(bench, redis, repeat),
+             **_app_repeat(bench, redis, app_queue, token, repeat),
+             "peer": postoffice_peer.repeat(bench, redis, peer_env, f"postoffice{repeat}",
+                                            count=s.queue_emails)}  # fmt: skip
+        r["enqueue_ratio"] = r["enqueue"]["rate"] / r["noop_publish"]["rate"]
+        r["drain_ratio"] = r["drain"]["rate"] / r["noop_drain"]["rate"]
+        r["peer_drain_ratio"] = r["drain"]["rate"] / r["peer"]["drain"]["rate"]
+        runs.append(r)
+        _log(bench, repeat, r)
+    item = bench.results["items"]["4_queue"] = _summary(bench, runs)
+    _check(bench, runs)
+    if not (item["met"] and item["met_peer"]) and bench.do_profile:
         bench.log("   below target: profiling the web workers while enqueueing, then the workers")
         _profiled_pass(bench, redis, app_queue, token)
     bench.stop_gunicorn()
@@ -147,11 +171,12 @@ def _profiled_pass(bench, redis, queue: str, token: str) -> None:
                           "count": bench.sizes.queue_emails, "expect": 202})  # fmt: skip
     profile.stop(recorder)
     results["enqueue"] = profile.summarize(out)
-    worker = _worker(bench, "emailservice", "profiled")
+    worker = _app_worker(bench, "profiled")
     time.sleep(3)  # the worker starts; the queue waits
     out = bench.results_dir / "profile-drain.txt"
     recorder = profile.start(worker.pid, out, seconds=None)
-    _drain(redis, queue, enqueue["ok"], _arrived(bench, before + enqueue["ok"]), timeout=300)
+    drain.timed(redis, queue, enqueue["ok"], drain.sink_has(bench, before + enqueue["ok"]),
+                timeout=300)  # fmt: skip
     profile.stop(recorder)
     results["drain"] = profile.summarize(out)
     bench.procs.stop(worker)

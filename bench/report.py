@@ -57,6 +57,17 @@ def rows(results: dict) -> list[list[str]]:
                 _met(i["met"]),
             ]
         )
+        if "peer_rate" in i:
+            out.append(
+                [
+                    "1. Sync send over a bare Django send_mail view (peer)",
+                    _n(i["app_rate"]["median"], 0),
+                    _n(i["peer_rate"]["median"], 0) + " (send_mail view, emails/s)",
+                    _spread(i["peer_ratio"]),
+                    i["peer_target"],
+                    _met(i["met_peer"]),
+                ]
+            )
         peaks = ", ".join(f"{kib / 1024:.0f}" for kib in i["peak_rss_kib_per_worker"].values())
         out.append(["1. Peak RSS per gunicorn worker (MiB)", peaks, "", "", "", ""])
     if "2_list_latency" in items:
@@ -138,6 +149,17 @@ def rows(results: dict) -> list[list[str]]:
                     _met(i["met"]),
                 ]
             )
+            if "peer_drain_rate" in i:
+                out.append(
+                    [
+                        "4. Queue drain over django-post_office (peer)",
+                        _n(i["drain_rate"]["median"], 0),
+                        _n(i["peer_drain_rate"]["median"], 0) + " (post_office, emails/s)",
+                        _spread(i["peer_drain_ratio"]),
+                        i["peer_target"],
+                        _met(i["met_peer"]),
+                    ]
+                )
     if "5_memory" in items:
         i = items["5_memory"]
         for pid, p in i["processes"].items():
@@ -209,12 +231,15 @@ def markdown(results: dict) -> str:
         )
     sending = results["items"].get("1_send_throughput")
     if sending:
-        app, raw = sending["runs"][-1]["app"], sending["runs"][-1]["raw"]
+        last = sending["runs"][-1]
+        runs = [("app run", "app"), ("send_mail peer run", "peer"), ("raw smtplib run", "raw")]
         notes.append(
-            "CPU used during the last throughput repeat, in cores of the 2: app run "
-            + ", ".join(f"{k} {v}" for k, v in app.get("cpu_cores", {}).items())
-            + "; raw smtplib run "
-            + ", ".join(f"{k} {v}" for k, v in raw.get("cpu_cores", {}).items())
+            "CPU used during the last throughput repeat, in cores of the 2: "
+            + "; ".join(
+                f"{label} " + ", ".join(f"{k} {v}" for k, v in last[key]["cpu_cores"].items())
+                for label, key in runs
+                if key in last
+            )
             + "."
         )
     listing = results["items"].get("2_list_latency")

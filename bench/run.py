@@ -48,11 +48,13 @@ SOAK = Sizes("soak", 10_000, 1, 1, 1, 5, 5, 50_000, 900, 100, 200, 1, 1500)
 
 TARGETS = {
     "send_throughput": ">= 0.5",
+    "send_throughput_peer": ">= 1.0",
     "list_hit_p50": "<= 1.5",
     "list_miss_p50": "<= 3",
     "failover_added_p99_ms": "<= 5 ms",
     "circuit_open": "<= threshold x timeout",
     "queue_drain": ">= 0.5",
+    "queue_drain_peer": ">= 1.0",
     "webhook_ingestion": ">= 0.25",
 }
 

@@ -1,4 +1,6 @@
-"""Item 1: sync send throughput (POSTs answering 201) against a raw smtplib loop to the sink."""
+"""Item 1: sync send throughput (POSTs answering 201) against a raw smtplib loop to the sink,
+and against the peer: a bare Django view calling `send_mail` (bench/peer_views.py) on the same
+gunicorn, driven by the same load (8 clients, the same duration, the same JSON body)."""
 
 from __future__ import annotations
 
@@ -6,58 +8,100 @@ from bench.context import CONCURRENCY
 from bench.report import spread
 from harness.procs import memory_kib
 
+PEER_PATH = "/bench/peer/send_mail"
+
+
+def _peer_job(seconds: float) -> dict:
+    return {"kind": "post", "path": PEER_PATH, "expect": 200, "concurrency": CONCURRENCY,
+            "seconds": seconds}  # fmt: skip
+
+
+def _app_job(token: str, seconds: float) -> dict:
+    return {"kind": "post", "token": token, "concurrency": CONCURRENCY, "seconds": seconds}
+
+
+def _counted(bench, job: dict) -> tuple[dict, int]:
+    """One load run with the CPU it used, and how many emails the sink counted meanwhile."""
+    before = bench.sink()["count"]
+    result = bench.load_with_cpu(job)
+    return result, bench.sink()["count"] - before
+
 
 def _repeat(bench, token: str) -> dict:
-    """One raw smtplib run, then one API run; the sink's count is read around the latter."""
+    """One raw smtplib run, one peer run, then one API run; the sink's count is read around
+    the latter two."""
     s = bench.sizes
     raw = bench.load_with_cpu({"kind": "smtp", "port": bench.sink_port, "seconds": s.smtp_seconds})
-    before = bench.sink()["count"]
-    app = bench.load_with_cpu(
-        {
-            "kind": "post",
-            "token": token,
-            "concurrency": CONCURRENCY,
-            "seconds": s.send_seconds,
-        }
-    )
-    arrived = bench.sink()["count"] - before
+    peer, peer_arrived = _counted(bench, _peer_job(s.send_seconds))
+    app, arrived = _counted(bench, _app_job(token, s.send_seconds))
     return {
         "raw": raw,
+        "peer": peer,
         "app": app,
         "arrived_at_sink": arrived,
+        "peer_arrived_at_sink": peer_arrived,
         "ratio": app["rate"] / raw["rate"],
+        "peer_ratio": app["rate"] / peer["rate"] if peer["rate"] else None,
+    }
+
+
+def _check(bench, runs: list[dict]) -> None:
+    """The sink counted one email per answer 201 (ours) or 200 (the peer's); a mismatch is a
+    check failure (the run fails; the figures are still written)."""
+    problems = []
+    for n, r in enumerate(runs, 1):
+        pairs = {"ours": (r["app"]["ok"], r["arrived_at_sink"]),
+                 "peer": (r["peer"]["ok"], r["peer_arrived_at_sink"])}  # fmt: skip
+        for who, (answered, arrived) in pairs.items():
+            if answered != arrived:
+                problems.append(f"repeat {n}, {who}: {answered} answered, {arrived} at the sink")
+    if problems:
+        bench.results.setdefault("check_failures", {})["1"] = "; ".join(problems)
+        bench.log(f"   CHECK FAILED: {bench.results['check_failures']['1']}")
+
+
+def _summary(bench, runs: list[dict]) -> dict:
+    ratio = spread([r["ratio"] for r in runs])
+    peer_ratio = spread([r["peer_ratio"] for r in runs])
+    return {
+        "runs": runs,
+        "app_rate": spread([r["app"]["rate"] for r in runs]),
+        "raw_rate": spread([r["raw"]["rate"] for r in runs]),
+        "peer_rate": spread([r["peer"]["rate"] for r in runs]),
+        "ratio": ratio,
+        "peer_ratio": peer_ratio,
+        "peak_rss_kib_per_worker": {
+            str(pid): memory_kib(pid).get("VmHWM", 0) for pid in bench.workers
+        },
+        "target": bench.targets["send_throughput"],
+        "met": ratio["median"] >= 0.5,
+        "peer_target": bench.targets["send_throughput_peer"],
+        "met_peer": peer_ratio["median"] is not None and peer_ratio["median"] >= 1.0,
     }
 
 
 def run(bench) -> None:
     s = bench.sizes
     token = bench.accounts["sender"]["token"]
-    bench.log("1. sync send throughput vs a raw smtplib loop")
+    bench.log("1. sync send throughput vs a raw smtplib loop and vs a bare send_mail view")
     bench.warm_up(token)
+    bench.load({**_peer_job(60), "count": 40})  # the peer view's first requests
     bench.load({"kind": "smtp", "port": bench.sink_port, "seconds": 0.5})
     runs = []
     for repeat in range(s.repeats):
         runs.append(_repeat(bench, token))
-        app, raw = runs[-1]["app"], runs[-1]["raw"]
+        r = runs[-1]
         bench.log(
-            f"   repeat {repeat + 1}: app {app['rate']:.0f}/s ({app['statuses']}), "
-            f"raw smtplib {raw['rate']:.0f}/s, ratio {runs[-1]['ratio']:.2f}; "
-            f"cores used: app run {app['cpu_cores']}, raw run {raw['cpu_cores']}"
+            f"   repeat {repeat + 1}: app {r['app']['rate']:.0f}/s ({r['app']['statuses']}), "
+            f"peer {r['peer']['rate']:.0f}/s ({r['peer']['statuses']}), raw smtplib "
+            f"{r['raw']['rate']:.0f}/s; ratio to raw {r['ratio']:.2f}, to the peer "
+            f"{r['peer_ratio'] or 0:.2f}; cores used: app run {r['app']['cpu_cores']}, "
+            f"peer run {r['peer']['cpu_cores']}, raw run {r['raw']['cpu_cores']}"
         )
-    peak = {str(pid): memory_kib(pid).get("VmHWM", 0) for pid in bench.workers}
-    ratio = spread([r["ratio"] for r in runs])
-    bench.results["items"]["1_send_throughput"] = {
-        "runs": runs,
-        "app_rate": spread([r["app"]["rate"] for r in runs]),
-        "raw_rate": spread([r["raw"]["rate"] for r in runs]),
-        "ratio": ratio,
-        "peak_rss_kib_per_worker": peak,
-        "target": bench.targets["send_throughput"],
-        "met": ratio["median"] >= 0.5,
-    }
-    if not bench.results["items"]["1_send_throughput"]["met"]:
+    item = bench.results["items"]["1_send_throughput"] = _summary(bench, runs)
+    _check(bench, runs)
+    if not (item["met"] and item["met_peer"]):
         bench.log("   below target: profiling the web workers and the sink under the same load")
-        job = {"kind": "post", "token": token, "concurrency": CONCURRENCY,
-               "seconds": min(8, s.send_seconds)}  # fmt: skip
+        job = _app_job(token, min(8, s.send_seconds))
         pids = {"web": bench.gunicorn.pid, "sink": bench.sink_process.pid}
         bench.profiled("send", pids, lambda: bench.load(job))

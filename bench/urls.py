@@ -1,7 +1,11 @@
-"""The app's URLs plus /bench/trivial: a JSON view that does no work, the latency baseline."""
+"""The app's URLs plus the bench's own views, which are not in the app's URLs:
+/bench/trivial, a JSON view that does no work (the latency baseline), and
+/bench/peer/send_mail, the sync-send peer (bench/peer_views.py)."""
 
 from django.http import JsonResponse
 from django.urls import include, path
+
+from bench.peer_views import send_mail_view
 
 
 def trivial(request):
@@ -10,5 +14,6 @@ def trivial(request):
 
 urlpatterns = [
     path("bench/trivial", trivial),
+    path("bench/peer/send_mail", send_mail_view),
     path("", include("emailservice.urls")),
 ]

@@ -21,6 +21,24 @@ def _require_a_broker(**kwargs) -> None:
         raise SystemExit("queue mode needs Redis: set REDIS_URL (or CELERY_BROKER_URL)")
 
 
+# Database connections live across tasks as they do across requests: CONN_MAX_AGE and
+# CONN_HEALTH_CHECKS (settings) decide, not a reconnect per task. Celery's Django fixup closes
+# every connection before and after each task whatever CONN_MAX_AGE says (celery 5.7,
+# DjangoWorkerFixup.close_database -> conn.close()), unless CELERY_DB_REUSE_MAX is set, and then
+# only once per that many tasks: settings sets it high, and this does per task what Django does
+# per request (close_old_connections): close a connection past CONN_MAX_AGE, one whose errors
+# made it unusable, or one left outside autocommit, and re-arm the health check, so the next
+# query on a kept connection first checks it still works.
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _close_old_connections(sender=None, **kwargs) -> None:
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run in the caller's process: its connections are the caller's to manage
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 # Metrics (README: Metrics): with METRICS_WORKER_PORT set, the worker's main process serves the
 # counters of its pool processes, which write them in PROMETHEUS_MULTIPROC_DIR (mailer.metrics).
 @signals.celeryd_init.connect

@@ -22,12 +22,13 @@ from django.views.decorators.http import require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
 from mailer import selectors
+from mailer.authentication import authenticate
 from mailer.errors import AppError, Conflict, InvalidInput, MessageTooLarge, nearest
 from mailer.models import ApiToken, Email, EmailStatus, ProviderConfig
 from mailer.providers import kind_label, specs
-from mailer.ratelimit import RateLimited, check_rate
+from mailer.ratelimit import RateLimited
 from mailer.send_request import outgoing_email
-from mailer.services import email_send, failover_order, token_authenticate
+from mailer.services import email_send, failover_order
 from mailer.services.suppressions import AllRecipientsSuppressed
 from mailer.validation import control_character, max_address_text, parse_json
 
@@ -81,13 +82,12 @@ def _authenticate(request: HttpRequest, raw: str) -> ApiToken | JsonResponse:
     if not raw:
         return _answer(403, "Token is missing !!")
     # A token is printable ASCII: anything else (a lone surrogate can't even be hashed) is wrong.
-    token = None if control_character(raw) else token_authenticate(raw=raw)
-    if token is None:
-        return _answer(403, "invalid token !!")
     try:
-        check_rate(request, token)
+        token = None if control_character(raw) else authenticate(request, raw)
     except RateLimited as exc:
         return error_answer(exc)
+    if token is None:
+        return _answer(403, "invalid token !!")
     return token
 
 

@@ -371,3 +371,28 @@ class WebhookMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.msg_id} {self.event_type} ({self.status})"
+
+
+class EmailTemplate(models.Model):
+    """A stored email an account sends with variables: a Jinja2 subject, text and HTML, each
+    compiled when saved and rendered in a bounded sandbox (mailer/templating)."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_templates"
+    )
+    # A slug ([a-z0-9][a-z0-9_.-]{0,99}): how the API, the pages and a send name it.
+    name = models.CharField(max_length=100)
+    subject = models.CharField(max_length=2000)
+    text = models.TextField(blank=True, default="")
+    html = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "name"], name="email_template_per_account"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,21 +1,24 @@
 """Throttles' shared parts: the client's address (the one helper every throttle keys on, proxies
 taken into account), and the API's request rate per account, counted in the shared cache (Redis)
-so every worker agrees."""
+so every worker agrees, in one round trip."""
 
 from __future__ import annotations
 
 import ipaddress
-import logging
-from functools import cache
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache as memoize
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django.core.cache import cache
+from django_ratelimit.core import EXPIRATION_FUDGE, _split_rate
 
-from . import cacheguard
+from . import cacheguard, roundtrip
 from .errors import AppError
 from .models import ApiToken
-
-logger = logging.getLogger("mailer.ratelimit")
+from .roundtrip import Rider
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -24,7 +27,7 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # The client's address ----------------------------------------------------------------------
 
 
-@cache
+@memoize
 def _trusted_networks(entries: tuple[str, ...]) -> tuple[_Network, ...]:
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
@@ -96,29 +99,83 @@ class RateLimited(AppError):
         self.limit = limit
 
 
-def check_rate(request, token: ApiToken) -> None:
+@dataclass
+class _Window:
+    """The account's current fixed window and its count: a rider of mailer.roundtrip.
+
+    The window is django-ratelimit's (period-aligned, shifted per account by a crc32 jitter so
+    that accounts' windows don't all end at once). Its count lives under a key of its own that
+    expires EXPIRATION_FUDGE after the window ends. The commands are SET NX EX (create it at 0
+    with its expiry) then INCR: no MULTI needed, because the key outlives its window, so no
+    INCR can find it gone and create it without an expiry; and no Redis 7 needed (EXPIRE NX).
+    """
+
+    account_id: int
+    limit: int
+    period: int
+    end: int  # time.time() at which the window ends
+    count: int | None = None  # after the round trip; None if the cache couldn't count
+
+    @classmethod
+    def current(cls, account_id: int) -> _Window | None:
+        """None when API_RATE_LIMIT is empty (or RATELIMIT_ENABLE false): no limit."""
+        rate = settings.API_RATE_LIMIT
+        if not rate or not getattr(settings, "RATELIMIT_ENABLE", True):
+            return None
+        limit, period = _split_rate(rate)
+        now = int(time.time())
+        end = now - now % period + zlib.crc32(str(account_id).encode()) % period
+        return cls(account_id, limit, period, end + period if end < now else end)
+
+    @property
+    def key(self) -> str:
+        return f"rl:api:{self.account_id}:{self.limit}/{self.period}s:{self.end}"
+
+    @property
+    def ttl(self) -> int:
+        return self.period + EXPIRATION_FUDGE
+
+    def queue(self, pipe, codec) -> None:
+        key = codec.make_key(self.key)
+        pipe.set(key, 0, nx=True, ex=self.ttl)
+        pipe.incr(key)
+
+    def take(self, replies: list, codec) -> None:
+        self.count = int(replies[1])
+
+    def failed(self) -> None:
+        self.count = None
+
+    def count_plain(self) -> int:
+        """The same count through the django cache API (the local-memory cache)."""
+        if cache.add(self.key, 1, timeout=self.ttl):
+            return 1
+        try:
+            return cache.incr(self.key)
+        except ValueError:  # expired between the two: this request starts it again
+            cache.set(self.key, 1, timeout=self.ttl)
+            return 1
+
+
+def check_rate(request, token: ApiToken, *, along: Sequence[Rider] = ()) -> None:
     """Count this request against its token's account; raise RateLimited past API_RATE_LIMIT.
 
-    Every token of an account shares the one limit: more tokens are not more requests.
-    django-ratelimit keeps a fixed window per account with an atomic add/incr. If the cache is
-    unreachable the request is let through (and logged): sending mail matters more than
-    counting it.
+    Every token of an account shares the one limit: more tokens are not more requests. The
+    count is a fixed window per account, one Redis round trip; `along` rides in that same
+    round trip (the API list's cache reads and the token's revocation stamp, see
+    mailer.authentication). Without Redis the count and
+    `along` are plain cache calls (`along` is left for its owner to read). If the cache is
+    unreachable the request is let through (logged by cacheguard, once per outage): sending
+    mail matters more than counting it.
     """
-    if not settings.API_RATE_LIMIT:
-        return
-    usage = cacheguard.call(
-        "counting an API request (rate limit not applied)",
-        lambda: get_usage(
-            request,
-            group="api-account",
-            key=lambda group, request: str(token.account_id),
-            rate=settings.API_RATE_LIMIT,
-            increment=True,
-        ),
-        None,
-    )
-    if usage is not None and usage["should_limit"]:
-        if usage["limit"] == 0:  # the cache failed to count: fail open, as above
-            logger.warning("cache could not count a request: rate limit not applied")
-            return
-        raise RateLimited(usage["time_left"], usage["limit"])
+    window = _Window.current(token.account_id)
+    riders = [rider for rider in (window, *along) if rider is not None]
+    if roundtrip.codec() is not None:
+        if riders:
+            roundtrip.run("counting an API request (rate limit not applied)", riders)
+    elif window is not None:
+        window.count = cacheguard.call(
+            "counting an API request (rate limit not applied)", window.count_plain, None
+        )
+    if window is not None and window.count is not None and window.count > window.limit:
+        raise RateLimited(window.end - int(time.time()), window.limit)

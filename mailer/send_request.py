@@ -36,11 +36,23 @@ def outgoing_email(
     return outgoing
 
 
-def request_fingerprint(outgoing: OutgoingEmail, requested_provider: ProviderConfig | None) -> str:
+def request_fingerprint(
+    outgoing: OutgoingEmail,
+    requested_provider: ProviderConfig | None,
+    *,
+    template: Mapping[str, Any] | None = None,
+) -> str:
     """What an Idempotency-Key stands for: a digest of the canonical JSON of the email and the
     provider asked for (attachments by their content's digest). The same email asked for again
-    has the same one, whichever door it came by and however it named the provider."""
+    has the same one, whichever door it came by and however it named the provider. An email
+    from a template (`template`: its name and variables) stands for those, not for what they
+    rendered to: the same request repeated after the template was edited is the same request.
+    """
     canonical: dict[str, Any] = {f.name: getattr(outgoing, f.name) for f in fields(outgoing)}
+    if template is not None:
+        for part in ("subject", "text", "html"):
+            canonical.pop(part)
+        canonical["template"] = dict(template)
     canonical["attachments"] = [
         {
             "filename": attachment.filename,

@@ -8,6 +8,7 @@ from django.core.cache import cache
 from harness.api import ApiClient
 from harness.factories import make_account, make_provider, make_token, outgoing
 from mailer.delivery.pool import provider_pool
+from mailer.services.tokens import token_cache_clear
 
 __all__ = ["outgoing"]  # tests import it from here
 
@@ -25,10 +26,13 @@ pytest_plugins = [
 
 @pytest.fixture(autouse=True)
 def _clean_cache_and_pool():
-    """Circuit state and pooled provider connections must not leak between tests."""
+    """Circuit state, pooled provider connections and remembered tokens must not leak between
+    tests."""
     cache.clear()
     provider_pool.clear()
+    token_cache_clear()
     yield
+    token_cache_clear()
     provider_pool.clear()
     cache.clear()
 

@@ -10,6 +10,7 @@ from .emails import router as emails_router
 from .problems import BadBody
 from .providers import router as providers_router
 from .suppressions import router as suppressions_router
+from .templates import router as templates_router
 from .webhooks import router as webhooks_router
 
 
@@ -42,4 +43,5 @@ problems.install(api)
 api.add_router("/", emails_router)
 api.add_router("/", providers_router)
 api.add_router("/", suppressions_router)
+api.add_router("/", templates_router)
 api.add_router("/", webhooks_router)

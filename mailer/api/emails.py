@@ -4,15 +4,21 @@ from django.conf import settings
 from django.http import HttpResponse
 from ninja import Field as NinjaField
 from ninja import Header, Query, Router, Schema, Status
+from pydantic import ValidationError as PydanticValidationError
+from pydantic import ValidationInfo, field_validator
 
-from mailer import selectors
+from mailer import listcache, selectors
 from mailer.errors import InvalidInput
 from mailer.models import EmailStatus, ProviderConfig
+from mailer.selectors import cursors
+from mailer.selectors.emails import email_list_lookup
 from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import email_send
+from mailer.services.templates import template_render
 from mailer.validation import Attachment, OutgoingEmail, decode_base64, invalid_text
 from mailer.vocabulary import DeliveryState
 
+from .auth import BearerToken
 from .paging import page_answer
 from .schemas import DbId, EmailIn, EmailOut, EmailPage, Problem
 
@@ -22,9 +28,27 @@ ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 
           422: Problem, 429: Problem}  # fmt: skip
 
 
-def _outgoing(payload: EmailIn) -> OutgoingEmail:
+def _bodies(account, payload: EmailIn) -> dict[str, str]:
+    """subject, text and html: as given, or rendered from the named template (its errors are
+    422s naming the field: `template`, `variables.<name>`, the part and line at fault)."""
+    if payload.template is None:
+        if payload.variables:
+            raise InvalidInput({"variables": ["variables need a template"]},
+                               message="Give `template` with `variables`.")  # fmt: skip
+        return {"subject": payload.subject, "text": payload.text, "html": payload.html}
+    if payload.subject or payload.text or payload.html:
+        raise InvalidInput(
+            {"template": ["a template replaces subject, text and html: give one or the other"]},
+            message="Send either a template or subject/text/html, not both.",
+        )
+    rendered = template_render(account=account, name=payload.template, variables=payload.variables)
+    return {"subject": rendered.subject, "text": rendered.text, "html": rendered.html}
+
+
+def _outgoing(account, payload: EmailIn) -> OutgoingEmail:
     """The email the payload asks for, validated: InvalidEmail names every bad field (attachment
     contents that are not base64 among them)."""
+    bodies = _bodies(account, payload)
     attachments, problems = [], {}
     decode = len(payload.attachments) <= settings.MAX_ATTACHMENTS  # else refused by count
     for index, item in enumerate(payload.attachments):
@@ -34,7 +58,7 @@ def _outgoing(payload: EmailIn) -> OutgoingEmail:
                 content = decode_base64(item.content)
             except ValueError as exc:
                 problems.setdefault(f"attachments[{index}].content", []).append(str(exc))
-        attachments.append(Attachment(item.filename, item.content_type, content))
+        attachments.append(Attachment(item.filename, item.content_type, content, item.content))
     return outgoing_email(
         problems=problems,
         from_email=payload.from_,
@@ -42,12 +66,10 @@ def _outgoing(payload: EmailIn) -> OutgoingEmail:
         cc=payload.cc,
         bcc=payload.bcc,
         reply_to=payload.reply_to,
-        subject=payload.subject,
-        text=payload.text,
-        html=payload.html,
         headers=payload.headers,
         attachments=attachments,
         metadata=payload.metadata,
+        **bodies,
     )
 
 
@@ -103,30 +125,47 @@ def send_email(
     email's detail shows it move through `sending` to `sent` or `failed`.
     Repeating a request with the same `Idempotency-Key` (within 24 hours) returns the first
     answer without sending again.
+    With `template` (and its `variables`) instead of subject/text/html, the account's template
+    is rendered (HTML escaped, in a sandbox) and the email keeps the result; a missing variable
+    is a 422 naming it.
     """
     key = _idempotency_key(idempotency_key)
     # Validated before anything else reads it (the provider lookup, the fingerprint, storage).
-    outgoing = _outgoing(payload)
+    outgoing = _outgoing(request.account, payload)
     requested = _requested_provider(request.account, payload.provider)
+    template = None
+    if payload.template is not None:
+        template = {"name": payload.template, "variables": payload.variables}
     result = email_send(
         account=request.account,
         outgoing=outgoing,
         requested_provider=requested,
         idempotency_key=key,
-        fingerprint=request_fingerprint(outgoing, requested) if key else "",
+        fingerprint=request_fingerprint(outgoing, requested, template=template) if key else "",
     )
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
-    email = selectors.email_get(account=request.account, email_id=result.email.pk)
+    if result.delivery is not None:  # delivered here: the answer is what this request wrote
+        email = result.email
+        detail = selectors.email_detail(email, attempts=result.attempts, events=())
+    else:  # replayed or queued: a worker may be at it, so read what is stored now
+        email = selectors.email_get(account=request.account, email_id=result.email.pk)
+        detail = selectors.email_detail(email)
     # Queued is accepted (202) even if a worker is already at it: the body shows where it is.
     queued = result.email.status == EmailStatus.QUEUED
-    return Status(
-        202 if queued else STATUS_OF.get(email.status, 202), selectors.email_detail(email)
-    )
+    return Status(202 if queued else STATUS_OF.get(email.status, 202), detail)
 
 
 class ListFilters(Schema):
-    page: int = NinjaField(1, ge=1, le=10_000_000)
+    page: int | None = NinjaField(
+        None, ge=1, le=10_000_000, description="The page's number (default 1); not with cursor."
+    )
+    cursor: str | None = NinjaField(
+        None,
+        max_length=cursors.MAX_CURSOR_CHARS,
+        description="Continue after the page whose `next_cursor` this is (empty: from the "
+        "newest email); not with page.",
+    )
     page_size: int = NinjaField(10, ge=1, le=100)
     status: EmailStatus | None = None
     provider: DbId | None = NinjaField(None, description="Only emails sent via this provider id")
@@ -134,20 +173,61 @@ class ListFilters(Schema):
         None, description="Only emails whose delivery (from the providers' events) is this"
     )
 
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A cursor we gave out (checked strictly: its position is read again later), alone."""
+        if value is None:
+            return None
+        if info.data.get("page") is not None:
+            raise ValueError("Give either page or cursor, not both.")
+        if value:
+            cursors.decode(value)
+        return value
+
+
+def _list_query(account_id: int, filters: ListFilters) -> dict:
+    """The selectors' arguments for these filters."""
+    return {"account_id": account_id, "page": filters.page or 1, "page_size": filters.page_size,
+            "status": filters.status, "provider_id": filters.provider,
+            "delivery": filters.delivery, "cursor": filters.cursor}  # fmt: skip
+
+
+def _list_prefetch(request, account_id: int) -> listcache.Lookup | None:
+    """The cache reads list_emails will need, for BearerToken to make in its rate limit's round
+    trip (one round trip for a cached list); None for a query list_emails refuses (a 422)."""
+    try:
+        filters = ListFilters.model_validate(request.GET.dict())
+    except PydanticValidationError:
+        return None
+    return email_list_lookup(**_list_query(account_id, filters))
+
 
 @router.get(
-    "/emails", response={200: EmailPage, **ERRORS}, summary="List sent emails", by_alias=True
+    "/emails",
+    response={200: EmailPage, **ERRORS},
+    summary="List sent emails",
+    by_alias=True,
+    auth=BearerToken(prefetch=_list_prefetch),
 )
 def list_emails(request, filters: Query[ListFilters]):
-    """The account's emails, newest first, `page_size` (at most 100) a page."""
-    page = selectors.email_page(
-        account_id=request.account.pk,
-        page=filters.page,
-        page_size=filters.page_size,
-        status=filters.status,
-        provider_id=filters.provider,
-        delivery=filters.delivery,
-    )
+    """The account's emails, newest first (by `created_at`, then `id`), `page_size` (at most
+    100) a page. Two ways through them:
+
+    - by number: `page` (default 1); `next` and `previous` link the neighbouring pages. Emails
+      stored meanwhile shift the pages, and deep pages cost more (the emails before them are
+      skipped one by one).
+    - by cursor: pass any page's `next_cursor` as `cursor` (or `cursor=` empty to start from
+      the newest) and follow `next`, which carries the following cursor; `page` and
+      `previous` are null. Every page costs the same however deep, and emails stored during
+      the walk never make it skip or repeat an email stored before. A cursor is opaque and
+      stays valid; one this API did not give out is a 422.
+
+    `count` is the number of matching emails; `count_exact` is false when it is not exact
+    (past 10,000 matching emails it is counted once and reused for up to a minute).
+    """
+    query = _list_query(request.account.pk, filters)
+    page = selectors.email_page(**query, prefetched=getattr(request, "prefetched", None))
     return page_answer(request, page)
 
 

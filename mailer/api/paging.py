@@ -1,27 +1,38 @@
 """The answer of every paged API list: {count, page, page_size, next, previous, results}, with
-next/previous as absolute URLs keeping the request's other query parameters."""
+next/previous as absolute URLs keeping the request's other query parameters (and, for the email
+list, count_exact and next_cursor)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def page_url(request, page: int | None) -> str | None:
-    if page is None:
+def page_url(request, value: int | str | None, *, name: str = "page") -> str | None:
+    """This request's URL with `name` (the page number, or the cursor) set to `value`; None
+    for None (no such page)."""
+    if value is None:
         return None
     query = request.GET.copy()
-    query["page"] = str(page)
+    query[name] = str(value)
     return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
 
 
 def page_answer(request, page) -> dict[str, Any]:
-    """`page`: anything with count, number, size, next_number, previous_number and results
-    (the selectors' pages)."""
+    """`page`: a selectors' Page. A keyset page (number None, with next_cursor) links on by cursor
+    and not back; an email list's page also says whether its count is exact."""
+    if page.number is None:
+        following = page_url(request, page.next_cursor, name="cursor")
+        preceding = None
+    else:
+        following = page_url(request, page.next_number)
+        preceding = page_url(request, page.previous_number)
     return {
         "count": page.count,
+        "count_exact": page.exact,
         "page": page.number,
         "page_size": page.size,
-        "next": page_url(request, page.next_number),
-        "previous": page_url(request, page.previous_number),
+        "next": following,
+        "previous": preceding,
+        "next_cursor": page.next_cursor,
         "results": page.results,
     }

@@ -58,6 +58,16 @@ class EmailIn(Schema):
         description="Stored with the email, never sent: at most MAX_METADATA_BYTES (8192) as "
         "JSON, MAX_METADATA_KEYS (50) keys and MAX_METADATA_DEPTH (5) levels.",
     )
+    template: str | None = Field(
+        None,
+        max_length=100,
+        description="Name of one of the account's templates (/api/v1/templates): its subject, "
+        "text and HTML, rendered with `variables`, instead of `subject`, `text` and `html`. The "
+        "email keeps the rendered result.",
+    )
+    variables: dict[str, Any] = Field(
+        {}, description="The template's variables (a JSON object of at most 64 KiB)."
+    )
 
     _lists = field_validator("to", "cc", "bcc", "reply_to", mode="before")(_as_list)
 
@@ -160,11 +170,22 @@ class EmailOut(EmailSummaryOut):
 
 
 class EmailPage(Schema):
-    count: int
-    page: int
+    count: int = Field(description="The emails matching the filters (see count_exact).")
+    count_exact: bool = Field(
+        description="False when count is not exact: past 10,000 matching emails the count is "
+        "counted once and reused for up to 60 seconds, so it may lag the newest emails."
+    )
+    page: int | None = Field(description="The page's number; null on a cursor page.")
     page_size: int
-    next: str | None
-    previous: str | None
+    next: str | None = Field(
+        description="The next page's URL: by number on a numbered page, by cursor on a cursor "
+        "page; null at the end."
+    )
+    previous: str | None = Field(description="The previous page's URL; null on cursor pages.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the emails after this page's last one (a walk that "
+        "emails stored meanwhile never make skip or repeat one); null at the end."
+    )
     results: list[EmailSummaryOut]
 
 

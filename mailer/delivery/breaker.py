@@ -73,6 +73,12 @@ def _fail_open(fallback: Callable[..., Any]) -> Callable:
 
 
 @dataclass(frozen=True)
+class Admission:
+    allowed: bool  # may the request go to this provider now
+    clean: bool  # closed, no failure counted: a success has nothing to reset
+
+
+@dataclass(frozen=True)
 class Circuit:
     state: CircuitState
     failures: int
@@ -128,19 +134,32 @@ class CircuitBreaker:
             state, int(values.get(fails_key) or 0), open_until, last_error, last_error_at
         )
 
-    @_fail_open(lambda key: True)
     def allow(self, key: str) -> bool:
         """May a request go to this provider now? In half-open state only one caller gets True."""
-        _, open_key, probe_key, _ = self._keys(key)
-        open_until = self.cache.get(open_key)
+        return self.admit(key).allowed
+
+    @_fail_open(lambda key: Admission(allowed=True, clean=True))
+    def admit(self, key: str) -> Admission:
+        """allow(), and whether the circuit was closed with no failure counted (`clean`): then
+        a success has nothing to reset, and record_success(clean=True) skips its writes. One
+        cache round trip for a healthy provider."""
+        fails_key, open_key, probe_key, _ = self._keys(key)
+        values = self.cache.get_many([open_key, fails_key])
+        open_until = values.get(open_key)
         if open_until is None:
-            return True
+            return Admission(allowed=True, clean=not values.get(fails_key))
         if time.time() < open_until:
-            return False
-        return bool(self.cache.add(probe_key, time.time(), timeout=self.probe_seconds))
+            return Admission(allowed=False, clean=False)
+        probe = bool(self.cache.add(probe_key, time.time(), timeout=self.probe_seconds))
+        return Admission(allowed=probe, clean=False)
 
     @_fail_open(lambda key: None)
-    def record_success(self, key: str) -> None:
+    def record_success(self, key: str, *, clean: bool = False) -> None:
+        """Close the circuit and forget its failures; nothing to write when the admission that
+        let this request through found it `clean` (a failure counted meanwhile by another
+        request stays counted: it came after the state this success was admitted on)."""
+        if clean:
+            return
         fails_key, open_key, probe_key, _ = self._keys(key)
         was_open = self.cache.delete(open_key)
         self.cache.delete_many([fails_key, probe_key])

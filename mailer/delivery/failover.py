@@ -101,6 +101,7 @@ def _attempt(
     breaker: CircuitBreaker,
     interrupts: tuple[type[BaseException], ...] = (),
     budget: Deadline | None = None,
+    clean: bool = False,
 ) -> Attempt:
     started_at = datetime.now(UTC)
     clock = time.perf_counter()
@@ -129,7 +130,7 @@ def _attempt(
             candidate, result.outcome, result.code, result.message, "", started_at, duration
         )
     duration = time.perf_counter() - clock
-    breaker.record_success(candidate.key)
+    breaker.record_success(candidate.key, clean=clean)
     logger.info("attempt via %s: sent %s (%.3fs)", candidate.label, message_id, duration)
     return Attempt(candidate, Outcome.SENT, "", "", message_id or "", started_at, duration)
 
@@ -172,12 +173,13 @@ def deliver(
         return True
 
     for index, candidate in enumerate(candidates):
-        if not breaker.allow(candidate.key):
+        admission = breaker.admit(candidate.key)
+        if not admission.allowed:
             record(Attempt(candidate, Outcome.SKIPPED, "circuit_open", "circuit open: not tried"))
             continue
         if out_of_time(candidates[index:]):
             return delivery
-        if record(_attempt(message, candidate, breaker, interrupts, budget)):
+        if record(_attempt(message, candidate, breaker, interrupts, budget, admission.clean)):
             return delivery
 
     if candidates and all(a.outcome == Outcome.SKIPPED for a in delivery.attempts):

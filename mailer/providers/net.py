@@ -82,7 +82,10 @@ class _Watchdog:
                     target=self._run, name="provider-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._wake.notify()
+            elif self._heap[0][2] is entry:
+                # Only a new earliest deadline changes when the thread must wake: waking it for
+                # every send would hand it the GIL once per message.
+                self._wake.notify()
         return entry
 
     def _run(self) -> None:

@@ -11,6 +11,7 @@ from .providers import (
     provider_resolve,
     provider_test_addresses,
 )
+from .templates import template_detail, template_get, template_list, template_summary
 
 __all__ = [
     "Page",
@@ -27,4 +28,8 @@ __all__ = [
     "provider_resolve",
     "provider_test_addresses",
     "system_health",
+    "template_detail",
+    "template_get",
+    "template_list",
+    "template_summary",
 ]

@@ -25,6 +25,13 @@ from .queue import (
     emails_sweep,
     retry_delay,
 )
+from .templates import (
+    template_create,
+    template_delete,
+    template_preview,
+    template_render,
+    template_update,
+)
 from .tokens import token_authenticate, token_create, token_revoke
 
 # Imported here so that every process that delivers receives the breaker's signals.
@@ -51,6 +58,11 @@ __all__ = [
     "provider_config_update",
     "provider_test_send",
     "retry_delay",
+    "template_create",
+    "template_delete",
+    "template_preview",
+    "template_render",
+    "template_update",
     "token_authenticate",
     "token_create",
     "token_revoke",

@@ -26,7 +26,7 @@ from mailer.validation import OutgoingEmail, validate
 
 from .enqueue import email_enqueue
 from .suppressions import AllRecipientsSuppressed, without_suppressed
-from .webhooks_out import webhooks_email_finished
+from .webhooks_out import subscribed_endpoints, webhooks_email_finished
 
 logger = logging.getLogger("mailer.services")
 
@@ -39,9 +39,12 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 @dataclass(frozen=True)
 class SendResult:
-    email: Email
+    email: Email  # as stored, with its outcome when delivered here
     delivery: Delivery | None  # None when this answers a replayed Idempotency-Key
     replayed: bool = False
+    # The attempts this call recorded, in order: with `email` they are the whole answer of a
+    # new email (a replayed or queued one has to be read back: a worker may be at it).
+    attempts: tuple[DeliveryAttempt, ...] = ()
 
 
 class IdempotencyConflict(Conflict):
@@ -85,7 +88,10 @@ def _email_row(account, outgoing: OutgoingEmail, **fields) -> Email:
             {
                 "filename": a.filename,
                 "content_type": a.content_type,
-                "content": base64.b64encode(a.content).decode(),
+                # As the client sent it when it came as base64 (the API), so it is not encoded
+                # again; the size is kept so that showing it decodes nothing.
+                "content": a.encoded or base64.b64encode(a.content).decode(),
+                "size": len(a.content),
             }
             for a in outgoing.attachments
         ],
@@ -158,7 +164,8 @@ def email_create(
     first try. With an idempotency key, a request already stored under it within the window is
     returned instead (created False), or IdempotencyConflict raised. The unique constraint on
     (account, idempotency_key) makes concurrent identical requests store exactly one email.
-    Nothing is stored when validation fails.
+    Nothing is stored when validation fails. The list cache is the caller's to bump: once per
+    email, when what the list shows is settled (email_send).
     """
     validate(outgoing)
     recipients, suppressed = without_suppressed(
@@ -189,7 +196,6 @@ def email_create(
                 return earlier, False
             row.pk = None  # the key was released: insert again
             continue
-        transaction.on_commit(lambda: listcache.bump(account.pk))  # after readers can see it
         return row, True
     raise IdempotencyInFlight("Idempotency-Key contention; retry the request.", email=row)
 
@@ -216,9 +222,9 @@ def _drop_newly_suppressed(email: Email) -> bool:
     return any(recipients.values())
 
 
-def _record_attempt(email: Email, attempt: Attempt) -> None:
+def _record_attempt(email: Email, attempt: Attempt) -> DeliveryAttempt:
     config: ProviderConfig = attempt.candidate.ref
-    DeliveryAttempt.objects.create(
+    row = DeliveryAttempt.objects.create(
         email=email,
         provider=config,
         provider_kind=config.kind,
@@ -232,6 +238,7 @@ def _record_attempt(email: Email, attempt: Attempt) -> None:
         try_number=max(1, email.tries),
     )
     metrics.attempt_finished(attempt)
+    return row
 
 
 def email_try(
@@ -239,14 +246,19 @@ def email_try(
     email: Email,
     budget: float,
     interrupts: tuple[type[BaseException], ...] = (),
+    recorded: list[DeliveryAttempt] | None = None,
+    suppressions_checked: bool = False,
 ) -> Delivery:
     """One delivery try of a claimed email: failover over its providers within `budget` seconds,
-    each attempt recorded as it ends. Writes nothing else: email_finish stores the outcome.
+    each attempt recorded as it ends (and appended to `recorded` when given). Writes nothing
+    else: email_finish stores the outcome. The suppression list is read again first, unless the
+    email was checked against it just now (`suppressions_checked`: stored this request).
 
     No transaction is held while providers are called: a slow provider must not lock the table.
     """
-    if not _drop_newly_suppressed(email):
+    if not suppressions_checked and not _drop_newly_suppressed(email):
         return Delivery(blocked=_all_suppressed(email.suppressed))
+    rows = [] if recorded is None else recorded
     configs = failover_order(
         account=email.account,
         requested=email.requested_provider
@@ -257,7 +269,7 @@ def email_try(
         build_message(email),
         [candidate_for(config) for config in configs],
         breaker=breaker(),
-        on_attempt=lambda attempt: _record_attempt(email, attempt),
+        on_attempt=lambda attempt: rows.append(_record_attempt(email, attempt)),
         interrupts=interrupts,
         budget=Deadline(budget),
     )
@@ -309,7 +321,13 @@ def email_finish(*, email: Email, fields: dict[str, Any]) -> bool:
     """Store a try's outcome if this process still holds the email's lease, with its webhook
     messages in the same transaction; False if not (the sweep took it back after the lease ran
     out, and its next try is flagged possible_duplicate).
+
+    The account's webhook endpoints are read before the transaction: on SQLite it holds the
+    database's one write lock, which every other sender waits for.
     """
+    endpoints = None
+    if fields.get("status") in (EmailStatus.SENT, EmailStatus.FAILED):
+        endpoints = subscribed_endpoints(email.account_id)
     with transaction.atomic():  # the outcome and its webhook messages (outbox) are one write
         held = Email.objects.filter(
             pk=email.pk, status=EmailStatus.SENDING, claimed_at=email.claimed_at
@@ -317,7 +335,7 @@ def email_finish(*, email: Email, fields: dict[str, Any]) -> bool:
         for name, value in fields.items():
             setattr(email, name, value)
         if held:
-            webhooks_email_finished(email=email)
+            webhooks_email_finished(email=email, endpoints=endpoints)
     if not held:
         logger.warning("email %s: lease lost before its outcome was stored", email.pk)
     elif email.status == EmailStatus.FAILED:
@@ -328,16 +346,23 @@ def email_finish(*, email: Email, fields: dict[str, Any]) -> bool:
     return bool(held)
 
 
-def email_deliver(*, email: Email) -> Delivery:
-    """Sync mode: one try of an email stored `sending` within SEND_BUDGET_SECONDS, then `sent`
-    or `failed` at once; or, when the budget ran out before every provider was tried, `queued`
-    for the sweep to go on with (the request answers 202: accepted, not yet delivered)."""
-    delivery = email_try(email=email, budget=settings.SEND_BUDGET_SECONDS)
+def email_deliver(*, email: Email) -> SendResult:
+    """Sync mode: one try of an email just stored `sending`, within SEND_BUDGET_SECONDS, then
+    `sent` or `failed` at once; or, when the budget ran out before every provider was tried,
+    `queued` for the sweep to go on with (the request answers 202: accepted, not yet
+    delivered)."""
+    recorded: list[DeliveryAttempt] = []
+    delivery = email_try(
+        email=email,
+        budget=settings.SEND_BUDGET_SECONDS,
+        recorded=recorded,
+        suppressions_checked=True,
+    )
     retry_at = None
     if delivery.untried and delivery.accepted is None and not delivery.rejected:
         retry_at = timezone.now()
     email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=retry_at))
-    return delivery
+    return SendResult(email=email, delivery=delivery, attempts=tuple(recorded))
 
 
 def email_send(
@@ -349,7 +374,8 @@ def email_send(
     fingerprint: str = "",
 ) -> SendResult:
     """Validate and store one email, then deliver it now (sync mode) or queue it for a worker
-    (DELIVERY_MODE=queue); or replay an idempotent request."""
+    (DELIVERY_MODE=queue); or replay an idempotent request. The account's list cache is bumped
+    once: after the outcome is stored (sync), or once the queued email is committed."""
     queued = settings.DELIVERY_MODE == "queue"
     email, created = email_create(
         account=account,
@@ -366,6 +392,7 @@ def email_send(
         webhooks_email_finished(email=email)
         raise AllRecipientsSuppressed(email)
     if queued:
+        transaction.on_commit(lambda: listcache.bump(account.pk))  # once readers can see it
         email_enqueue(email=email)
         return SendResult(email=email, delivery=None)
-    return SendResult(email=email, delivery=email_deliver(email=email))
+    return email_deliver(email=email)

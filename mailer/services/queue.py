@@ -4,24 +4,26 @@ mode too: a web request that died mid-send leaves its email `sending` under a sh
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
-from mailer import listcache
 from mailer.delivery.failover import Delivery
-from mailer.models import DeliveryAttempt, Email, EmailStatus
+from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 from mailer.vocabulary import Outcome
 
 from .emails import email_finish, email_try, outcome_fields, sent_fields
-from .enqueue import emails_enqueue
+from .enqueue import chunk_time_limits, emails_enqueue
 from .webhooks_out import webhooks_sweep
 
 logger = logging.getLogger("mailer.queue")
@@ -70,29 +72,67 @@ def _next_step(email: Email, delivery: Delivery, now: datetime) -> tuple[datetim
     return min(now + timedelta(seconds=retry_delay(email.tries)), deadline), ""
 
 
+# Only identifiers from the model's metadata are formatted in; every value is a parameter. A new
+# email (tries = 0) is due whatever the clocks say.
+_CLAIM = """
+UPDATE {table} SET status = %s, claimed_at = %s, lease_expires_at = %s, updated_at = %s,
+    tries = tries + 1
+WHERE id IN (
+    SELECT id FROM {table}
+    WHERE id = %s AND status = %s AND (tries = 0 OR next_attempt_at <= %s){lock}
+)
+RETURNING {columns}
+"""
+
+
+@functools.cache
+def _claim_sql(vendor: str) -> str:
+    """The claim as one UPDATE ... RETURNING: it takes the email if it is queued and due
+    (queued -> sending) and answers its row, in one round trip, on PostgreSQL and SQLite alike
+    (Django 6.1 requires SQLite >= 3.37, which has RETURNING). Exactly one caller wins: SQLite
+    runs one writer at a time; on PostgreSQL the subquery locks the row, skipping it when another
+    worker holds it (SKIP LOCKED), and re-reads a row updated since the statement began, so one
+    just claimed elsewhere no longer matches."""
+    quote = connection.ops.quote_name
+    return _CLAIM.format(
+        table=quote(Email._meta.db_table),
+        columns=", ".join(quote(field.column) for field in Email._meta.concrete_fields),
+        lock=" FOR UPDATE SKIP LOCKED"
+        if connection.features.has_select_for_update_skip_locked
+        else "",
+    )
+
+
+def _with_relations(emails: list[Email]) -> list[Email]:
+    """Attach what a try reads besides the row, without a query per email: the account as a
+    key-only instance (a try filters by it and reads none of its fields; any field read later
+    is loaded then, as a deferred field is), and the requested providers in one query."""
+    account_model = Email._meta.get_field("account").related_model
+    wanted = {e.requested_provider_id for e in emails if e.requested_provider_id}
+    providers = ProviderConfig.objects.in_bulk(wanted) if wanted else {}
+    for email in emails:
+        email.account = account_model.from_db(connection.alias, ["id"], [email.account_id])
+        if email.requested_provider_id:
+            email.requested_provider = providers.get(email.requested_provider_id)
+    return emails
+
+
 def email_claim(*, email_id: int) -> Email | None:
-    """Take a queued, due email for one try (queued -> sending), or None if it isn't there to
-    take: already sent, claimed by another worker, or not due yet. Exactly one caller wins."""
+    """Take a queued, due email for one try (queued -> sending, with a lease of
+    SENDING_LEASE_SECONDS), or None if it isn't there to take: already sent, claimed by another
+    worker, or not due yet. Exactly one caller wins. One statement (see _claim_sql).
+
+    The list cache is not bumped here but once, when the try's outcome is stored
+    (email_finish): `sending` lasts one try, at most DELIVERY_TIME_LIMIT, and until then a
+    cached list shows the email as `queued`, which is true of everything a client can act on
+    (accepted, not yet delivered); a try whose worker died is ended by the sweep, which bumps.
+    """
     now = timezone.now()
-    due = Q(tries=0) | Q(next_attempt_at__lte=now)  # a new email is due whatever the clocks say
-    claim = {
-        "status": EmailStatus.SENDING,
-        "claimed_at": now,
-        "lease_expires_at": now + timedelta(seconds=settings.SENDING_LEASE_SECONDS),
-        "tries": F("tries") + 1,
-    }
-    queued = Email.objects.filter(due, pk=email_id, status=EmailStatus.QUEUED)
-    if connection.features.has_select_for_update_skip_locked:
-        # PostgreSQL: a row another worker holds is skipped, not waited for.
-        with transaction.atomic():
-            if queued.select_for_update(skip_locked=True).first() is None:
-                return None
-            queued.update(**claim, updated_at=now)
-    elif not queued.update(**claim, updated_at=now):  # SQLite: the update is the lock
-        return None
-    email = Email.objects.select_related("account", "requested_provider").get(pk=email_id)
-    listcache.bump(email.account_id)
-    return email
+    lease_end = now + timedelta(seconds=settings.SENDING_LEASE_SECONDS)
+    params = [EmailStatus.SENDING, now, lease_end, now, email_id, EmailStatus.QUEUED, now]
+    # Read to the end, so the statement completes (and commits) here.
+    claimed = list(Email.objects.raw(_claim_sql(connection.vendor), params))
+    return _with_relations(claimed)[0] if claimed else None
 
 
 def email_process(*, email_id: int) -> str:
@@ -111,6 +151,39 @@ def email_process(*, email_id: int) -> str:
     fields = outcome_fields(email, delivery, retry_at=retry_at, gave_up=gave_up)
     email_finish(email=email, fields=fields)
     return email.status
+
+
+def emails_process(*, email_ids: list[int]) -> dict[str, int]:
+    """The emails of one chunk message (the sweep's), as email_process does one, in turn: each
+    is claimed only when its own try starts, so its lease is a single try's and the emails not
+    reached yet stay `queued`. A worker that dies mid-chunk leaves the email it was trying to
+    the sweep once its lease ends, and the rest queued on an unacknowledged message: the broker
+    hands it out again or the sweep enqueues them again (REQUEUE_AFTER_SECONDS), and the claim
+    turns away whatever was done. When what is left of the chunk's soft time limit could not
+    hold one more whole try, the rest go straight back to the next sweep. Returns how many
+    emails ended how."""
+    soft_limit, _ = chunk_time_limits(len(email_ids))
+    last_start = time.monotonic() + soft_limit - settings.DELIVERY_TIME_LIMIT
+    ended: Counter[str] = Counter()
+    for index, email_id in enumerate(email_ids):
+        if index and time.monotonic() > last_start:
+            ended["handed back"] += _hand_back(email_ids[index:])
+            break
+        try:
+            ended[email_process(email_id=email_id)] += 1
+        except SoftTimeLimitExceeded:  # outside a try (which ends itself): stop here
+            ended["handed back"] += _hand_back(email_ids[index + 1 :])
+            break
+        except Exception:  # one email's trouble must not hold back the others
+            logger.exception("email %s: its try in a chunk raised", email_id)
+            ended["error"] += 1
+    return dict(ended)
+
+
+def _hand_back(email_ids: list[int]) -> int:
+    """Mark queued emails as on no message, so that the next sweep enqueues them at once."""
+    Email.objects.filter(pk__in=email_ids, status=EmailStatus.QUEUED).update(enqueued_at=None)
+    return len(email_ids)
 
 
 def email_release(*, email: Email, why: str) -> str:

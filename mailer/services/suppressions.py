@@ -229,7 +229,12 @@ def suppressions_import(*, account, text: str | bytes) -> dict[str, int]:
     added. Returns {"rows": addresses read, "added": new on the list}."""
     if isinstance(text, bytes):
         text = _decoded(text)
-    rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+    try:  # newline="": csv reads the line ends itself, so a lone \r is an end, not an error
+        rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")))
+    except csv.Error as exc:
+        raise InvalidInput(
+            {"file": [f"not CSV: {exc}"]}, message=f"Nothing was imported: not CSV ({exc})."
+        ) from None
     header = [cell.strip().lower() for cell in rows[0]] if rows else []
     if "address" in header:  # a header line names the columns, in any order
         rows, first_line = rows[1:], 2

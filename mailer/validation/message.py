@@ -33,6 +33,9 @@ class Attachment:
     filename: str
     content_type: str
     content: bytes
+    # The content as the caller sent it in base64 (the API), checked to decode to `content`:
+    # stored as it came instead of being encoded again. Empty when it came as bytes.
+    encoded: str = ""
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """URLs of the pages, by feature: the entry, emails, accounts, providers, health, API tokens,
-webhooks, the suppression list."""
+webhooks, the suppression list, email templates."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import accounts, emails, health, providers, suppressions, tokens, webhooks
+from . import accounts, emails, health, providers, suppressions, templates, tokens, webhooks
 
 urlpatterns = [
     path("", accounts.home, name="home"),
@@ -57,6 +57,11 @@ urlpatterns = [
     path("suppressions/remove/", suppressions.remove, name="suppression-remove"),
     path("suppressions/import/", suppressions.import_csv, name="suppression-import"),
     path("suppressions/export/", suppressions.export_csv, name="suppression-export"),
+    path("templates/", templates.listing, name="templates"),
+    path("templates/new/", templates.add, name="template-add"),
+    path("templates/preview/", templates.preview, name="template-preview"),
+    path("templates/<str:name>/edit/", templates.edit, name="template-edit"),
+    path("templates/<str:name>/delete/", templates.delete, name="template-delete"),
     # Providers post their events to webhooks/in/<token>/ (mailer/urls.py); these are the pages.
     path("webhooks/", webhooks.listing, name="webhooks"),
     path("webhooks/<int:endpoint_id>/enabled/", webhooks.enable, name="webhook-enable"),

@@ -10,6 +10,7 @@ from harness.api import ApiClient
 from harness.factories import loopback_smtp, make_token
 from mailer.models import Suppression
 from mailer.services.suppressions import suppression_add
+from mailer.services.templates import template_create
 from mailer.services.webhooks_out import webhook_endpoint_create, webhooks_emit
 
 pytestmark = pytest.mark.django_db
@@ -30,8 +31,10 @@ def victim(api, account, add_provider, smtp_sink):
     endpoint, _ = webhook_endpoint_create(account=account, url="http://127.0.0.1:9/a-hook")
     [message] = webhooks_emit(account, "email.sent", {"email_id": email_id})
     suppression_add(account=account, address="a-only@example.org")
+    template_create(account=account, name="a-template", subject="A's secret", text="private")
     return {"provider_id": provider.pk, "email_id": email_id, "webhook_id": endpoint.pk,
-            "delivery": message.pk, "address": "a-only%40example.org"}  # fmt: skip
+            "delivery": message.pk, "address": "a-only%40example.org",
+            "name": "a-template"}  # fmt: skip
 
 
 def operations(client) -> list[tuple[str, str]]:
@@ -51,6 +54,8 @@ def test_every_api_endpoint_with_an_id_is_404_for_another_account(
         "/api/v1/providers/{provider_id}",
         "/api/v1/providers/{provider_id}/test",
         "/api/v1/webhooks/{webhook_id}/deliveries/{delivery}/retry",
+        "/api/v1/templates/{name}",
+        "/api/v1/templates/{name}/render",
     }
     for method, path in ops:
         url = re.sub(r"\{(\w+)\}", lambda m: str(victim[m.group(1)]), path)
@@ -58,8 +63,13 @@ def test_every_api_endpoint_with_an_id_is_404_for_another_account(
             response = intruder.get(url)
         elif method == "delete":
             response = intruder.delete(url)
-        elif method == "patch":
-            response = intruder.patch(url, {"enabled": False})  # a field every PATCH takes
+        elif method == "patch":  # a field each PATCH takes
+            body = {"subject": "x"} if "/templates/" in path else {"enabled": False}
+            response = intruder.patch(url, body)
+        elif method == "put":
+            response = intruder.put(url, {"subject": "x", "text": "y"})
+        elif path.endswith("/render"):
+            response = intruder.post(url, {"variables": {}})
         else:
             response = intruder.post(url, {"to": "intruder@example.org"})
         assert response.status_code == 404, (method, path, response.content)

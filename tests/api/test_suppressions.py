@@ -201,6 +201,16 @@ def test_import_a_csv_body_with_or_without_a_header(api, account):
     assert Suppression.objects.get(address="known@example.org").expires_at is None
 
 
+def test_import_reads_any_line_end_and_refuses_what_csv_cannot_read(api, account):
+    """Found by the fuzz: a lone carriage return inside a line was a 500 (csv.Error)."""
+    mixed = import_csv(api, "ann@example.org\rbo@example.org\r\ncy@example.org")
+    assert mixed.status_code == 200, mixed.content
+    assert mixed.json() == {"rows": 3, "added": 3}
+    huge = import_csv(api, '"' + "x" * 200_000 + '"\n')  # past csv's field size limit
+    assert huge.status_code == 422 and "not CSV" in huge.json()["detail"]
+    assert Suppression.objects.count() == 3
+
+
 def test_a_large_import_takes_a_few_queries_not_one_per_row(
     api, account, django_assert_max_num_queries
 ):

@@ -3,6 +3,7 @@ and schemathesis fuzzing against the published OpenAPI schema."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -52,6 +53,47 @@ def test_twenty_parallel_identical_posts_send_exactly_once(live):
     # Once delivered, a repeat replays the stored answer.
     status, body = post(None)
     assert status == 201 and body["id"] in ids
+
+
+def _remembered_then_revoked(live, name: str, revoke: str):
+    """A new token every worker has used (so remembers, almost surely: 24 requests over 4),
+    then revoked by `revoke`, Python run by manage.py in another process with `prefix` bound."""
+    token = live.factory("token", "alice", "--name", name)["token"]
+    api = live.api(token)
+    for _ in range(24):
+        assert api.get("/api/v1/emails").status_code == 200
+    code = f"from mailer.models import ApiToken; prefix = {token[:10]!r}; {revoke}"
+    live.manage("shell", "-c", code)
+    return api
+
+
+def test_a_token_revoked_by_another_process_stops_in_every_worker_at_once(live):
+    """Revoked through the service in another process (manage.py): its stamp in Redis reaches
+    every worker's next request, whatever they remember."""
+    revoke = "from mailer.services import token_revoke; "
+    revoke += "token_revoke(token=ApiToken.objects.get(prefix=prefix))"
+    api = _remembered_then_revoked(live, "revoked-now", revoke)
+    assert [api.get("/api/v1/emails").status_code for _ in range(24)] == [401] * 24
+
+
+def test_a_token_revoked_without_its_stamp_stops_in_every_worker_within_the_bound(live):
+    """Revoked behind the service's back (its stamp lost, as when Redis is away): workers
+    remember tokens for TOKEN_CACHE_SECONDS (1 s by default), so any request sent after that
+    bound is refused; what came before it may still pass."""
+    bound = 1.0
+    revoke = "from django.utils import timezone; "
+    revoke += "ApiToken.objects.filter(prefix=prefix).update(revoked_at=timezone.now())"
+    api = _remembered_then_revoked(live, "revoked-live", revoke)
+    revoked_at = time.monotonic()
+    late = []
+    while len(late) < 24:
+        started = time.monotonic()
+        status = api.get("/api/v1/emails").status_code
+        if started >= revoked_at + bound:
+            late.append(status)
+        else:
+            assert status in (200, 401)
+    assert late == [401] * 24
 
 
 def fuzz_operation(operation, token: str) -> int:

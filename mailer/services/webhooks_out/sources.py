@@ -57,13 +57,16 @@ def email_data(email: Email) -> dict[str, Any]:
     }
 
 
-def webhooks_email_finished(*, email: Email) -> list:
+def webhooks_email_finished(
+    *, email: Email, endpoints: Sequence[WebhookEndpoint] | None = None
+) -> list:
     """email.sent (and email.failed_over when the provider that sent it is not the first its
     failover order offered it to), or email.failed, for an email whose outcome was just stored.
-    One query when the account has no endpoint."""
+    One query when the account has no endpoint (none when the caller read `endpoints`)."""
     if email.status not in (EmailStatus.SENT, EmailStatus.FAILED):
         return []
-    endpoints = subscribed_endpoints(email.account_id)
+    if endpoints is None:
+        endpoints = subscribed_endpoints(email.account_id)
     if not endpoints:
         return []
     data = email_data(email)
