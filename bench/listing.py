@@ -8,12 +8,28 @@ from bench.context import CACHE_PREFIX
 from bench.report import spread
 
 
+def deep_cursor(bench, page: int) -> str:
+    """The cursor whose keyset page is numbered page `page` (10 a page): the position after the
+    last email of the page before it, read from the seeded database."""
+    from django.db import connections
+
+    from mailer.models import Email
+    from mailer.selectors.cursors import Position
+
+    before = Email.objects.filter(account=bench.accounts["lister"]["user"])
+    row = before.order_by("-created_at", "-id").values("created_at", "id")[(page - 1) * 10 - 1]
+    connections.close_all()
+    return Position(row["created_at"], row["id"]).cursor()
+
+
 def variants(bench) -> list[dict]:
     account_id = bench.accounts["lister"]["user"].pk
     bump = f"{CACHE_PREFIX}:1:emails:version:{account_id}"
-    last_page = max(1, min(5000, bench.sizes.rows // 10))
+    last_page = max(2, min(5000, bench.sizes.rows // 10))
+    cursor = f"/api/v1/emails?cursor={deep_cursor(bench, last_page)}"
     return [
         {"name": "trivial", "path": "/bench/trivial"},
+        {"name": "floor_redis", "path": "/bench/one-redis-trip"},
         {"name": "page1_hit", "path": "/api/v1/emails?page=1", "auth": True},
         {
             "name": f"page{last_page}_hit",
@@ -27,6 +43,9 @@ def variants(bench) -> list[dict]:
             "auth": True,
             "bump": bump,
         },
+        # The same emails as page last_page, by keyset (?cursor=): what a deep walk costs.
+        {"name": f"cursor{last_page}_hit", "path": cursor, "auth": True},
+        {"name": f"cursor{last_page}_miss", "path": cursor, "auth": True, "bump": bump},
     ]
 
 
@@ -39,7 +58,7 @@ def check_bump_key(bench) -> None:
 
     account_id = bench.accounts["lister"]["user"].pk
     value = time.time_ns()
-    redis.Redis.from_url(bench.redis_url).set(variants(bench)[3]["bump"], value)
+    redis.Redis.from_url(bench.redis_url).set(variants(bench)[4]["bump"], value)
     if listcache.version(account_id) != value:
         raise RuntimeError("the list cache version key is not where the bench expects it")
 
@@ -84,13 +103,14 @@ def _summary(runs: list[dict], listed: list[dict]) -> dict:
         name = variant["name"]
         limit = 1.5 if name.endswith("_hit") else 3.0
         p50 = spread([r["ratios"][name]["p50"] for r in runs])
+        floor = name.startswith("floor")  # a reference, not a target
         item["variants"][name] = {
             "p50_ms": spread([r["variants"][name]["p50_ms"] for r in runs]),
             "p99_ms": spread([r["variants"][name]["p99_ms"] for r in runs]),
             "ratio_p50": p50,
             "ratio_p99": spread([r["ratios"][name]["p99"] for r in runs]),
-            "target": f"p50 <= {limit}",
-            "met": p50["median"] <= limit,
+            "target": "" if floor else f"p50 <= {limit}",
+            "met": None if floor else p50["median"] <= limit,
         }
     item["trivial"] = {
         "p50_ms": spread([r["variants"]["trivial"]["p50_ms"] for r in runs]),
@@ -112,7 +132,7 @@ def _profile_missed(bench, job: dict, listed: list[dict], missed: list[str]) -> 
 def run(bench) -> None:
     s = bench.sizes
     bench.log(f"2. sent-list latency with {s.rows:,} emails vs a trivial JSON view")
-    check_bump_key(bench)
+    check_bump_key(bench)  # (variants()[4] is page1_miss, with the bump)
     listed = variants(bench)
     job = {
         "kind": "get",
@@ -126,6 +146,6 @@ def run(bench) -> None:
     item = _summary(runs, listed)
     item["full_count_ms"] = full_count_ms(bench)
     bench.results["items"]["2_list_latency"] = item
-    missed = [n for n, v in item["variants"].items() if not v["met"]]
+    missed = [n for n, v in item["variants"].items() if v["met"] is False]
     if missed:
         _profile_missed(bench, job, listed, missed)

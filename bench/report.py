@@ -75,10 +75,13 @@ def rows(results: dict) -> list[list[str]]:
         trivial = i["trivial"]
         for name, v in i["variants"].items():
             kind = "cache hit" if name.endswith("_hit") else "cache miss"
-            page = name.split("_")[0].replace("page", "page=")
+            page = name.split("_")[0].replace("page", "page=").replace("cursor", "cursor at page ")
+            label = f"List {page}, {kind}"
+            if name.startswith("floor"):
+                label = "Floor: a view making one Redis round trip"
             out.append(
                 [
-                    f"2. List {page}, {kind}: p50 (ms)",
+                    f"2. {label}: p50 (ms)",
                     _n(v["p50_ms"]["median"]),
                     _n(trivial["p50_ms"]["median"]) + " (trivial view)",
                     _spread(v["ratio_p50"]),
@@ -88,7 +91,7 @@ def rows(results: dict) -> list[list[str]]:
             )
             out.append(
                 [
-                    f"2. List {page}, {kind}: p99 (ms)",
+                    f"2. {label}: p99 (ms)",
                     _n(v["p99_ms"]["median"]),
                     _n(trivial["p99_ms"]["median"]) + " (trivial view)",
                     _spread(v["ratio_p99"]),

@@ -306,7 +306,8 @@ def _list_from_db(query: ListQuery, cached_count: Any = _UNREAD) -> dict[str, An
         rows = _numbered_rows(emails, offset, size, count, exact)
         more = offset + len(rows) < count
     provider_ids = {i for e in rows for i in (e.requested_provider_id, e.sent_via_id) if i}
-    providers = ProviderConfig.objects.in_bulk(provider_ids) if provider_ids else {}
+    named = ProviderConfig.objects.only("id", "kind", "name")  # what a row shows of them
+    providers = named.in_bulk(provider_ids) if provider_ids else {}
     results = [_list_item(e, providers) for e in rows]
     return {
         "count": count,

@@ -92,7 +92,14 @@ def test_the_claim_is_one_statement_committed_at_once(account):
     with CaptureQueriesContext(connection) as queries:
         assert email_claim(email_id=pk) is not None
     assert len(queries) == 1 and "RETURNING" in queries[0]["sql"]
-    assert not connection.in_atomic_block and not connection.connection.in_transaction
+    assert not connection.in_atomic_block and connection.get_autocommit()
+    raw = connection.connection  # and nothing left open at the driver's level either
+    if connection.vendor == "postgresql":
+        from psycopg import pq
+
+        assert raw.info.transaction_status == pq.TransactionStatus.IDLE
+    else:
+        assert not raw.in_transaction
     assert email_claim(email_id=pk) is None
 
 
