@@ -3,7 +3,7 @@ sink and, for queue mode, 2 Celery workers, all on loopback; drive load from a s
 write bench/results/latest.json and a Markdown table (printed, and kept in bench/README.md).
 
 Every figure is a ratio against a baseline measured in the same run, min/median/max over repeats.
-Usage: python -m bench.run [--quick] [--soak] [--only 1,2,3,4,5,6] [--no-readme] [--no-profile]
+Usage: python -m bench.run [--quick] [--soak] [--only 1,2,3,4,5,6,7] [--no-readme] [--no-profile]
 """
 
 from __future__ import annotations
@@ -21,7 +21,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import database, failover, listing, memory, queue_mode, report, throughput, webhooks
+from bench import (
+    batch,
+    database,
+    failover,
+    listing,
+    memory,
+    queue_mode,
+    report,
+    throughput,
+    webhooks,
+)
 from bench.context import BENCH, RESULTS, Bench
 
 
@@ -86,8 +96,8 @@ def load_average() -> list[float]:
 
 
 def run(bench: Bench, only: set[str]) -> dict:
-    """Start everything, run the chosen items (1, 2, 3, 5, 6 on one gunicorn; 4 last, on its
-    own), and stop the app."""
+    """Start everything, run the chosen items (1, 2, 3, 5, 6 on one gunicorn; 4 then 7 last,
+    each on its own), and stop the app."""
     bench.results["machine"] = machine()
     bench.results["load_average_start"] = load_average()
     bench.results["started"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -110,6 +120,8 @@ def run(bench: Bench, only: set[str]) -> dict:
     bench.stop_gunicorn()
     if "4" in only:
         guard(bench, "4", queue_mode.run)
+    if "7" in only:
+        guard(bench, "7", batch.run)  # after 4: reuses its no-op drain figure
     bench.results["load_average_end"] = load_average()
     bench.results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     return bench.results
@@ -130,7 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for development")
     parser.add_argument("--soak", action="store_true", help="item 5 only, 50,000 sends")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="items to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="items to run, e.g. 1,3")
     parser.add_argument("--no-readme", action="store_true", help="leave bench/README.md as is")
     parser.add_argument("--no-profile", action="store_true", help="no py-spy on missed targets")
     parser.add_argument("--rows", type=int, help="override the listed account's size")

@@ -175,10 +175,23 @@ if SEND_BUDGET_SECONDS + 5 > WEB_TIMEOUT:
     )
 BREAKER_THRESHOLD = env_int("BREAKER_THRESHOLD", 3)
 BREAKER_RESET_SECONDS = env_float("BREAKER_RESET_SECONDS", 60.0)
+# A provider that answers "too fast" (HTTP 429, SES Throttling, an SMTP rate-limit reply) is
+# paused, not counted towards its circuit: for its Retry-After, or the default when it names
+# none, never longer than the maximum (mailer.delivery.breaker).
+THROTTLE_DEFAULT_SECONDS = env_float("THROTTLE_DEFAULT_SECONDS", 5.0)
+THROTTLE_MAX_SECONDS = env_float("THROTTLE_MAX_SECONDS", 600.0)
 MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
 MAX_RECIPIENTS = env_int("MAX_RECIPIENTS", 50)
 # Bodies are refused from Content-Length first (mailer.middleware); this caps what Django reads.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_MESSAGE_BYTES
+# Batch send (POST /api/v1/emails/batch; README: HTTP API). At most BATCH_MAX_EMAILS emails a
+# batch, each checked as a single send; its whole body at most BATCH_MAX_BYTES (this path's own
+# limit instead of MAX_MESSAGE_BYTES, refused from Content-Length before it is read). Sync mode
+# delivers in the request, so it takes at most BATCH_SYNC_MAX_EMAILS, all within
+# SEND_BUDGET_SECONDS.
+BATCH_MAX_EMAILS = env_int("BATCH_MAX_EMAILS", 500)
+BATCH_MAX_BYTES = env_int("BATCH_MAX_BYTES", 25 * 1024 * 1024)
+BATCH_SYNC_MAX_EMAILS = env_int("BATCH_SYNC_MAX_EMAILS", 50)
 # Input limits (README: Input limits). Every door (API, /send_email/, the send form) refuses an
 # email over one of these at validation, before anything is stored or composed.
 MAX_SUBJECT_CHARS = env_int("MAX_SUBJECT_CHARS", 998)

@@ -396,3 +396,32 @@ class EmailTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class EmailBatch(models.Model):
+    """A batch send (POST /api/v1/emails/batch) made with an Idempotency-Key: what the key stands
+    for and what the batch stored, so that a repeat answers it again instead of storing and
+    sending anew. Batches without a key leave no row: their emails are the record."""
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_batches"
+    )
+    idempotency_key = models.CharField(max_length=255)
+    # SHA-256 over the items' own fingerprints, to tell a replay from a different batch.
+    request_fingerprint = models.CharField(max_length=64)
+    # One entry per item, in the order given: {"id": email id} or {"problem": {...}}.
+    items = models.JSONField(default=list)
+    # Sync mode: set once every email was tried (or handed to the sweep); until then a repeat
+    # is told the batch is still in flight. Queue mode sets it at once.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"], name="email_batch_idempotency_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.idempotency_key} ({len(self.items)} items)"

@@ -4,7 +4,9 @@ small helpers over its API (every check goes through the API, as a client would 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.redis import RedisServer
@@ -32,6 +34,18 @@ def start_queue_site(tmp: Path, **env: str) -> tuple[AppServer, RedisServer]:
         broker.stop()
         raise
     return server, broker
+
+
+@contextmanager
+def queue_site(tmp: Path, **env: str) -> Iterator[AppServer]:
+    """start_queue_site for a fixture: the server, its broker as `.broker`, both stopped after."""
+    server, broker = start_queue_site(tmp, **env)
+    server.broker = broker
+    try:
+        yield server
+    finally:
+        server.stop()
+        broker.stop()
 
 
 def account_with_sink(server: AppServer, username: str, sink: SmtpServer) -> str:

@@ -6,6 +6,7 @@ from mailer.validation import json_depth_problem, json_too_deep_message
 
 from . import problems
 from .auth import BearerToken, JsonOnlyParser
+from .batches import router as batches_router
 from .emails import router as emails_router
 from .problems import BadBody
 from .providers import router as providers_router
@@ -40,6 +41,7 @@ api = NinjaAPI(
     parser=BoundedJsonParser(),
 )
 problems.install(api)
+api.add_router("/", batches_router)  # before /emails/{email_id}
 api.add_router("/", emails_router)
 api.add_router("/", providers_router)
 api.add_router("/", suppressions_router)

@@ -1,6 +1,5 @@
 """/api/v1/emails: send, list (cached), detail."""
 
-from django.conf import settings
 from django.http import HttpResponse
 from ninja import Field as NinjaField
 from ninja import Header, Query, Router, Schema, Status
@@ -8,98 +7,25 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic import ValidationInfo, field_validator
 
 from mailer import listcache, selectors
-from mailer.errors import InvalidInput
-from mailer.models import EmailStatus, ProviderConfig
+from mailer.models import EmailStatus
 from mailer.selectors import cursors
 from mailer.selectors.emails import email_list_lookup
-from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import email_send
-from mailer.services.templates import template_render
-from mailer.validation import Attachment, OutgoingEmail, decode_base64, invalid_text
 from mailer.vocabulary import DeliveryState
 
 from .auth import BearerToken
 from .paging import page_answer
 from .schemas import DbId, EmailIn, EmailOut, EmailPage, EmailSummaryOut, Problem
+from .sending import (
+    _outgoing,  # noqa: F401 (tests read an email as the API does)
+    idempotency_key,
+    send_request,
+)
 
 router = Router(tags=["emails"])
 
 ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 415: Problem,
           422: Problem, 429: Problem}  # fmt: skip
-
-
-def _bodies(account, payload: EmailIn) -> dict[str, str]:
-    """subject, text and html: as given, or rendered from the named template (its errors are
-    422s naming the field: `template`, `variables.<name>`, the part and line at fault)."""
-    if payload.template is None:
-        if payload.variables:
-            raise InvalidInput({"variables": ["variables need a template"]},
-                               message="Give `template` with `variables`.")  # fmt: skip
-        return {"subject": payload.subject, "text": payload.text, "html": payload.html}
-    if payload.subject or payload.text or payload.html:
-        raise InvalidInput(
-            {"template": ["a template replaces subject, text and html: give one or the other"]},
-            message="Send either a template or subject/text/html, not both.",
-        )
-    rendered = template_render(account=account, name=payload.template, variables=payload.variables)
-    return {"subject": rendered.subject, "text": rendered.text, "html": rendered.html}
-
-
-def _outgoing(account, payload: EmailIn) -> OutgoingEmail:
-    """The email the payload asks for, validated: InvalidEmail names every bad field (attachment
-    contents that are not base64 among them)."""
-    bodies = _bodies(account, payload)
-    attachments, problems = [], {}
-    decode = len(payload.attachments) <= settings.MAX_ATTACHMENTS  # else refused by count
-    for index, item in enumerate(payload.attachments):
-        content = b""
-        if decode:
-            try:
-                content = decode_base64(item.content)
-            except ValueError as exc:
-                problems.setdefault(f"attachments[{index}].content", []).append(str(exc))
-        attachments.append(Attachment(item.filename, item.content_type, content, item.content))
-    return outgoing_email(
-        problems=problems,
-        from_email=payload.from_,
-        to=payload.to,
-        cc=payload.cc,
-        bcc=payload.bcc,
-        reply_to=payload.reply_to,
-        headers=payload.headers,
-        attachments=attachments,
-        metadata=payload.metadata,
-        **bodies,
-    )
-
-
-def _idempotency_key(header: str | None) -> str:
-    key = (header or "").strip()
-    if len(key) > 255:
-        raise InvalidInput(
-            {"Idempotency-Key": ["too long"]},
-            message="Idempotency-Key must be at most 255 characters.",
-        )
-    if found := invalid_text(key):
-        raise InvalidInput(
-            {"Idempotency-Key": [f"contains {found}"]},
-            message=f"Idempotency-Key can't contain {found}.",
-        )
-    return key
-
-
-def _requested_provider(account, ref: int | str | None) -> ProviderConfig | None:
-    if ref in (None, ""):
-        return None
-    requested = selectors.provider_resolve(account=account, ref=ref)
-    if requested is None:
-        choices = selectors.provider_choices(account=account)
-        raise InvalidInput(
-            {"provider": ["unknown provider"]},
-            message=f"Unknown or disabled provider {ref!r}; choose one of: "
-            f"{', '.join(choices) or 'none configured'}.",
-        )
-    return requested
 
 
 # A sent email is created (201), a failed one a bad gateway (502), any other accepted (202).
@@ -116,7 +42,7 @@ def send_email(
     request,
     response: HttpResponse,
     payload: EmailIn,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key_header: str | None = Header(None, alias="Idempotency-Key"),
 ):
     """Send one email through the account's providers with failover.
 
@@ -129,19 +55,14 @@ def send_email(
     is rendered (HTML escaped, in a sandbox) and the email keeps the result; a missing variable
     is a 422 naming it.
     """
-    key = _idempotency_key(idempotency_key)
-    # Validated before anything else reads it (the provider lookup, the fingerprint, storage).
-    outgoing = _outgoing(request.account, payload)
-    requested = _requested_provider(request.account, payload.provider)
-    template = None
-    if payload.template is not None:
-        template = {"name": payload.template, "variables": payload.variables}
+    key = idempotency_key(idempotency_key_header)
+    send = send_request(request.account, payload)  # validated before anything else reads it
     result = email_send(
         account=request.account,
-        outgoing=outgoing,
-        requested_provider=requested,
+        outgoing=send.outgoing,
+        requested_provider=send.requested,
         idempotency_key=key,
-        fingerprint=request_fingerprint(outgoing, requested, template=template) if key else "",
+        fingerprint=send.fingerprint() if key else "",
     )
     if result.replayed:
         response["Idempotent-Replayed"] = "true"

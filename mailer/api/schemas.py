@@ -231,6 +231,10 @@ class CircuitOut(Schema):
     last_error: str
     last_error_at: datetime | None
     open_until: datetime | None
+    paused_until: datetime | None = Field(
+        description="Until when the provider is passed over after a throttling answer "
+        "(its Retry-After, capped); its circuit stays closed."
+    )
 
 
 class ProviderIn(Schema):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from mailer.providers.net import Deadline
 from mailer.vocabulary import Outcome
 
 from .breaker import CircuitBreaker
-from .errors import classify
+from .errors import Classified, classify
 
 logger = logging.getLogger("mailer.delivery")
 
@@ -45,6 +45,7 @@ class Attempt:
 # An attempt needs at least this long to be worth starting: below it, the budget is spent.
 MIN_ATTEMPT_SECONDS = 1.0
 OUT_OF_TIME = "budget"
+PAUSED = "paused"  # skipped: the provider throttled us and its pause has not ended
 
 
 @dataclass
@@ -114,7 +115,9 @@ def _attempt(
     except Exception as exc:  # every failure becomes an outcome; classify() logs the unknown ones
         result = classify(exc)
         duration = time.perf_counter() - clock
-        if result.counts_for_breaker:
+        if result.throttled:
+            result = _pause(breaker, candidate, result)
+        elif result.counts_for_breaker:
             breaker.record_failure(
                 candidate.key, error=result.message, trip_now=result.opens_circuit
             )
@@ -135,6 +138,17 @@ def _attempt(
     return Attempt(candidate, Outcome.SENT, "", "", message_id or "", started_at, duration)
 
 
+def _pause(breaker: CircuitBreaker, candidate: Candidate, result: Classified) -> Classified:
+    """A throttling answer pauses the provider (shared through the cache) instead of counting
+    towards its circuit; the attempt's message says for how long."""
+    pause = breaker.pause_for(result.retry_after)
+    if breaker.pause(candidate.key, pause):
+        note = f"paused for {pause.seconds:g} s ({pause.reason})"
+    else:
+        note = "not paused: the cache is unreachable"
+    return replace(result, message=f"{result.message}; {note}")
+
+
 def deliver(
     message: EmailMessage,
     candidates: Sequence[Candidate],
@@ -146,8 +160,9 @@ def deliver(
 ) -> Delivery:
     """Try candidates in order until one accepts the message or it is rejected.
 
-    Open circuits are skipped. If every circuit is open, the providers are still tried in order,
-    so no message fails without at least one real attempt. Exceptions of the `interrupts` types
+    Open circuits are skipped, and so are providers paused after a throttling answer. If every
+    provider is skipped (open or paused), they are still tried in order, so no message fails
+    without at least one real attempt. Exceptions of the `interrupts` types
     raised by a provider propagate instead of counting as its failure. With a `budget`, no
     attempt runs past it, and once it is spent the providers left are recorded as skipped
     (`delivery.untried`): the caller decides whether someone tries them later.
@@ -174,6 +189,9 @@ def deliver(
 
     for index, candidate in enumerate(candidates):
         admission = breaker.admit(candidate.key)
+        if admission.paused is not None:
+            record(Attempt(candidate, Outcome.SKIPPED, PAUSED, admission.paused.describe()))
+            continue
         if not admission.allowed:
             record(Attempt(candidate, Outcome.SKIPPED, "circuit_open", "circuit open: not tried"))
             continue
@@ -183,7 +201,7 @@ def deliver(
             return delivery
 
     if candidates and all(a.outcome == Outcome.SKIPPED for a in delivery.attempts):
-        logger.warning("every circuit is open; trying the providers in order anyway")
+        logger.warning("every provider is skipped (open or paused); trying them in order anyway")
         for index, candidate in enumerate(candidates):
             if out_of_time(candidates[index:]):
                 return delivery

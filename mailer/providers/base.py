@@ -48,6 +48,24 @@ class ProviderUnavailable(ProviderError):
     outcome = Outcome.PROVIDER_ERROR
 
 
+class ProviderThrottled(ProviderUnavailable):
+    """This provider asked us to slow down (HTTP 429, SES Throttling, an SMTP rate-limit reply).
+    Not an outage: failover pauses the provider instead of counting towards its circuit.
+    `retry_after` is the wait in seconds the provider asked for; None when it named none (or
+    named it in a form we can't read), so failover uses its default."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        response: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, response=response)
+        self.retry_after = retry_after
+
+
 class ProviderAuthError(ProviderUnavailable):
     """Credentials or account configuration are wrong: retrying soon won't help."""
 
@@ -68,9 +86,16 @@ class AmbiguousDelivery(ProviderError):
     outcome = Outcome.AMBIGUOUS
 
 
-def error_for_http_status(status: int, detail: str, *, response: Any = None) -> ProviderError:
-    """Map an HTTP error status from a provider's REST API to our error classes."""
+def error_for_http_status(
+    status: int, detail: str, *, response: Any = None, retry_after: float | None = None
+) -> ProviderError:
+    """Map an HTTP error status from a provider's REST API to our error classes; a 429 is a
+    throttle carrying `retry_after` (the answer's Retry-After in seconds, None if absent)."""
     message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    if status == 429:
+        return ProviderThrottled(
+            message, code=str(status), response=response, retry_after=retry_after
+        )
     if status in (401, 403):
         return ProviderAuthError(message, code=str(status), response=response)
     if status == 413:

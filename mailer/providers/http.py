@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -14,6 +17,28 @@ from .httpclient import HttpAnswer, HttpClient
 from .net import Deadline, sanitize
 
 logger = logging.getLogger("mailer.providers")
+
+
+_DELTA_SECONDS = re.compile(r"\d{1,12}")
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """The wait a Retry-After header asks for, in seconds (RFC 9110 10.2.3): delta-seconds, or
+    an HTTP-date less the current time. None when absent, unreadable, or not in the future (a
+    negative number, a date already past): the caller then waits its default. Not capped here:
+    the cap is failover's (THROTTLE_MAX_SECONDS)."""
+    text = (value or "").strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when is None or when.tzinfo is None:  # HTTP-dates are GMT; a bare one is malformed
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return seconds if seconds > 0 else None
 
 
 def is_base_url(value: str) -> bool:
@@ -130,8 +155,9 @@ class HttpProvider(Provider):
         detail = self.error_detail(answer.body)
         retry_after = answer.headers.get("Retry-After")
         if status == 429 and retry_after:
-            detail = f"{detail} (retry after {sanitize(retry_after, 40)} s)".strip()
-        return error_for_http_status(status, detail)
+            unit = " s" if _DELTA_SECONDS.fullmatch(retry_after.strip()) else ""
+            detail = f"{detail} (retry after {sanitize(retry_after, 40)}{unit})".strip()
+        return error_for_http_status(status, detail, retry_after=retry_after_seconds(retry_after))
 
     def message_id(self, answer: HttpAnswer) -> str:
         raise NotImplementedError

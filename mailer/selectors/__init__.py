@@ -11,7 +11,13 @@ from .providers import (
     provider_resolve,
     provider_test_addresses,
 )
-from .templates import template_detail, template_get, template_list, template_summary
+from .templates import (
+    template_detail,
+    template_get,
+    template_list,
+    template_names,
+    template_summary,
+)
 
 __all__ = [
     "Page",
@@ -31,5 +37,6 @@ __all__ = [
     "template_detail",
     "template_get",
     "template_list",
+    "template_names",
     "template_summary",
 ]

@@ -49,6 +49,7 @@ def circuit_dict(state: Circuit) -> dict[str, Any]:
         "last_error": state.last_error,
         "last_error_at": when(state.last_error_at),
         "open_until": when(state.open_until),
+        "paused_until": when(state.paused_until),
     }
 
 
@@ -99,6 +100,7 @@ def _circuit(config: ProviderConfig, breaker: CircuitBreaker) -> dict[str, Any]:
             "last_error": "",
             "last_error_at": None,
             "open_until": None,
+            "paused_until": None,
         }
 
 

@@ -47,6 +47,12 @@ def template_detail(template: EmailTemplate) -> dict[str, Any]:
     }
 
 
+def template_names(*, account) -> list[str]:
+    """The names of the account's templates, in order (the send form offers them)."""
+    names = EmailTemplate.objects.filter(account=account).order_by("name")
+    return list(names.values_list("name", flat=True))
+
+
 def template_list(
     *, account, search: str = "", page: int = 1, page_size: int = 10, clamp: bool = False
 ) -> Page:

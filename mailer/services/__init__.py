@@ -1,5 +1,6 @@
 """Writes: sending email, API tokens and provider configs. Views, API and tasks call these."""
 
+from .batches import BatchEmail, batch_fingerprint, batch_limits, emails_batch_send
 from .emails import (
     IdempotencyConflict,
     SendResult,
@@ -38,9 +39,12 @@ from .tokens import token_authenticate, token_create, token_revoke
 from .webhooks_out import webhook_message_process, webhooks_emit, webhooks_sweep
 
 __all__ = [
+    "BatchEmail",
     "IdempotencyConflict",
     "SendResult",
     "SweepReport",
+    "batch_fingerprint",
+    "batch_limits",
     "email_claim",
     "email_create",
     "email_deliver",
@@ -50,6 +54,7 @@ __all__ = [
     "email_release",
     "email_send",
     "email_try",
+    "emails_batch_send",
     "emails_enqueue",
     "emails_sweep",
     "failover_order",

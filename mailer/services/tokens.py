@@ -31,7 +31,7 @@ MAX_API_TOKENS_PER_ACCOUNT = 20  # the default; the setting of that name overrid
 # happens to Redis.
 TOKEN_CACHE_SECONDS = 1.0
 _CACHED_TOKENS = 1024
-_STAMP_SECONDS = 60  # a stamp outlives every entry it could concern
+_STAMP_SECONDS = 60  # at least; a stamp outlives every entry it could concern
 
 
 class TokenLimitReached(Conflict):
@@ -86,11 +86,16 @@ def _stamp_key(account_id: int) -> str:
     return f"tokens:changed:{account_id}"
 
 
+def _stamp_seconds() -> int:
+    seconds = float(getattr(settings, "TOKEN_CACHE_SECONDS", TOKEN_CACHE_SECONDS))
+    return max(_STAMP_SECONDS, int(seconds) + 5)
+
+
 def _stamp(account_id: int) -> None:
     """Tell every process that tokens of this account read before now must be read again."""
     cacheguard.run(
         "announcing a token revocation (other processes see it within TOKEN_CACHE_SECONDS)",
-        lambda: cache.set(_stamp_key(account_id), time.time_ns(), timeout=_STAMP_SECONDS),
+        lambda: cache.set(_stamp_key(account_id), time.time_ns(), timeout=_stamp_seconds()),
     )
 
 

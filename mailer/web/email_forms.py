@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import re
 import secrets
@@ -16,6 +17,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import escape
 
 from mailer.models import EmailStatus, ProviderConfig
+from mailer.templating import MAX_VARIABLES_BYTES
 from mailer.validation import Attachment, max_address_text
 from mailer.vocabulary import DeliveryState
 
@@ -92,7 +94,19 @@ class SendForm(PageForm, forms.Form):
     cc = _addresses_field("Cc", rows=1)
     bcc = _addresses_field("Bcc", rows=1)
     reply_to = _addresses_field("Reply-To", rows=1)
-    subject = forms.CharField(label="Subject", max_length=998)
+    template = forms.ChoiceField(
+        label="Template",
+        required=False,
+        help_text="Optional: one of your templates, rendered with the variables below, in place "
+        "of the subject and bodies.",
+    )
+    variables = forms.CharField(
+        label="Template variables",
+        required=False,
+        help_text='A JSON object, e.g. {"first_name": "Ann"}.',
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+    )
+    subject = forms.CharField(label="Subject", max_length=998, required=False)
     text = forms.CharField(
         label="Text body",
         required=False,
@@ -111,9 +125,14 @@ class SendForm(PageForm, forms.Form):
     # One per rendered form: sending the same form twice (a double click) sends once.
     submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
-    def __init__(self, *args, providers: Iterable[ProviderConfig], **kwargs) -> None:
+    def __init__(
+        self, *args, providers: Iterable[ProviderConfig], templates: Iterable[str] = (), **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.providers = {config.pk: config for config in providers}
+        none = ("", "None: write it here")
+        self.fields["template"].choices = [none, *((name, name) for name in templates)]
+        _cap(self.fields["variables"], MAX_VARIABLES_BYTES)
         choices = [
             (pk, f"{config.name} ({config.get_kind_display()})" + (" · default" if i == 0 else ""))
             for i, (pk, config) in enumerate(self.providers.items())
@@ -136,6 +155,53 @@ class SendForm(PageForm, forms.Form):
         files = settings.MAX_ATTACHMENTS
         self.fields["attachments"].help_text = f"Up to {files} files, about {limit} in all."
         self.fields["attachments"].widget.attrs["data-max-bytes"] = settings.MAX_MESSAGE_BYTES
+
+    def clean_variables(self) -> dict[str, Any]:
+        text = self.cleaned_data["variables"].strip()
+        if not text:
+            return {}
+        try:
+            variables = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"Not JSON: {exc}.", code="json") from None
+        if not isinstance(variables, dict):
+            raise ValidationError('Give a JSON object: {"name": value, ...}.', code="object")
+        return variables
+
+    def clean(self) -> dict[str, Any]:
+        """A template, or a subject: a template replaces the subject and both bodies."""
+        data = super().clean()
+        if data.get("template"):
+            if data.get("subject") or data.get("text") or data.get("html"):
+                self.add_error(
+                    "template",
+                    "A template replaces the subject and bodies: clear them, or choose no "
+                    "template.",
+                )
+        elif not data.get("subject") and "subject" not in self.errors:
+            self.add_error("subject", ValidationError(self.fields["subject"].error_messages[
+                "required"], code="required"))  # fmt: skip
+            if data.get("variables"):
+                self.add_error("variables", "Variables need a template.")
+        return data
+
+    @property
+    def chosen_template(self) -> dict[str, Any] | None:
+        """{"name", "variables"} when the valid form names a template."""
+        name = self.cleaned_data.get("template")
+        return {"name": name, "variables": self.cleaned_data["variables"]} if name else None
+
+    def add_app_error(self, error) -> None:
+        """A template's errors stand by the template's fields: a missing variable by the
+        variables, anything about its parts by the template (its bodies are not on the page)."""
+        if self.cleaned_data.get("template") and error.errors:
+            moved: dict[str, list[str]] = {}
+            for key, found in error.errors.items():
+                field = "variables" if key.startswith("variables") else "template"
+                prefix = "" if key in ("template", "variables") else f"{key}: "
+                moved.setdefault(field, []).extend(prefix + message for message in found)
+            error.errors = moved
+        super().add_app_error(error)
 
     def clean_attachments(self) -> list:
         files = self.cleaned_data["attachments"]

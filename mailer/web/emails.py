@@ -15,6 +15,7 @@ from mailer.models import Email, EmailStatus
 from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import IdempotencyConflict, email_send
 from mailer.services.suppressions import bare
+from mailer.services.templates import template_render
 from mailer.vocabulary import EventType, Outcome
 
 from .email_forms import EmailFilterForm, SendForm
@@ -53,8 +54,12 @@ def _send(request: HttpRequest, form: SendForm) -> HttpResponse | None:
     """Send the valid form's email and redirect to it; None when it was refused (the errors
     are on the form)."""
     try:
-        outgoing = outgoing_email(**form.email_values())
-        fingerprint = request_fingerprint(outgoing, form.chosen_provider)
+        values, template = form.email_values(), form.chosen_template
+        if template is not None:
+            rendered = template_render(account=request.user, **template)
+            values |= {"subject": rendered.subject, "text": rendered.text, "html": rendered.html}
+        outgoing = outgoing_email(**values)
+        fingerprint = request_fingerprint(outgoing, form.chosen_provider, template=template)
         result = email_send(
             account=request.user,
             outgoing=outgoing,
@@ -83,6 +88,7 @@ def send(request: HttpRequest) -> HttpResponse:
         request.POST or None,
         request.FILES or None,
         providers=providers,
+        templates=selectors.template_names(account=request.user),
         initial={"from_email": request.user.email},
     )
     if request.method == "POST" and form.is_valid():

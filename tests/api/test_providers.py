@@ -60,6 +60,7 @@ def test_create_smtp_and_read_it_back_without_secrets(api):
         "last_error": "",
         "last_error_at": None,
         "open_until": None,
+        "paused_until": None,
     }
     assert api.get(f"{URL}/{data['id']}").json() == data
     assert api.get(URL).json() == {"count": 1, "results": [data]}

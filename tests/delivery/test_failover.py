@@ -53,10 +53,10 @@ def failing_http_first(request_fixture, mode):
     ("mode", "outcome", "code"),
     [
         ("sendgrid-401", "provider_error", "401"),
-        ("sendgrid-429", "provider_error", "429"),
+        ("sendgrid-429", "provider_error", "throttled"),
         ("sendgrid-500", "provider_error", "500"),
         ("sendgrid-stall", "ambiguous", "timeout"),
-        ("ses-throttling", "provider_error", "TooManyRequestsException"),
+        ("ses-throttling", "provider_error", "throttled"),
     ],
 )
 def test_http_provider_failures_fail_over(request, add_provider, smtp_sink, mode, outcome, code):

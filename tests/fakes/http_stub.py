@@ -14,6 +14,8 @@ Modes, set with `server.mode = ...` (an unknown one raises ValueError):
 - stall: the request arrived in full; answer nothing until `release` is set (stop() sets it),
   then close the connection.
 - drop: the request arrived in full; close the connection without an answer.
+Set `server.retry_after` to answer a 429 with that Retry-After header instead of the
+stand-in's own ("" sends none; None, the default, keeps the stand-in's).
 A stand-in with ANSWER_BEFORE_WITHHOLDING does everything `answer` does (it records the
 message) before it stalls or drops: the provider sent it and only the answer was lost."""
 
@@ -89,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._withhold(mode)
         if mode in server.failure_modes():
             reply = server.failure(mode, request)
+            if mode == "429" and server.retry_after is not None:
+                reply = _with_retry_after(reply, server.retry_after)
         else:
             reply = server.answer(request, mode)
         if mode in WITHHELD:
@@ -109,6 +113,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(reply.body)
 
 
+def _with_retry_after(reply: Reply, value: str) -> Reply:
+    headers = {k: v for k, v in reply.headers.items() if k.lower() != "retry-after"}
+    if value:
+        headers["Retry-After"] = value
+    return Reply(reply.status, reply.body, headers)
+
+
 class StubServer(ThreadingHTTPServer):
     """A provider's HTTP API on 127.0.0.1 and a free port; `url` is its base URL (with URL_PATH).
 
@@ -117,6 +128,9 @@ class StubServer(ThreadingHTTPServer):
     given, with `_headers` and, when the provider names one, its id under ID_FIELD."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops a burst of connects (a test's 8 threads), whose
+    # retried SYN comes after the client's 1 s connect timeout.
+    request_queue_size = 64
     EXTRA_MODES: ClassVar[tuple[str, ...]] = ()  # the stand-in's own; `answer` sees them
     EXTRA_FAILURES: ClassVar[tuple[str, ...]] = ()  # the stand-in's own; `failure` answers them
     REDIRECT_STATUS: ClassVar[int] = 307
@@ -128,6 +142,7 @@ class StubServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self._mode = "ok"
+        self.retry_after: str | None = None  # a 429's Retry-After instead of the stand-in's
         self.messages: list[dict[str, Any]] = []
         self.requests: list[bytes] = []
         self.peers: list[tuple[str, int]] = []

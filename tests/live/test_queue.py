@@ -15,27 +15,17 @@ from tests.queue_site import (
     all_emails,
     count,
     post_many,
+    queue_site,
     received_ids,
     settled,
-    start_queue_site,
 )
 from tests.workers import start_worker
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    server, broker = start_queue_site(tmp_path_factory.mktemp("queue"))
-    server.broker = broker
-    yield server
-    server.stop()
-    broker.stop()
-
-
-@pytest.fixture
-def sink():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
+    with queue_site(tmp_path_factory.mktemp("queue")) as server:
+        yield server
 
 
 def test_500_emails_are_delivered_exactly_once_by_two_workers(site, sink, tmp_path):

@@ -10,7 +10,6 @@ import pytest
 import redis
 from celery import Celery
 
-from harness.smtp import SmtpServer
 from harness.waiting import wait_until
 from mailer.services.enqueue import DELIVER_CHUNK_TASK, DELIVER_TASK, chunk_size
 from tests.queue_site import (
@@ -18,8 +17,8 @@ from tests.queue_site import (
     all_emails,
     count,
     post_many,
+    queue_site,
     received_ids,
-    start_queue_site,
 )
 from tests.workers import start_worker
 
@@ -28,18 +27,8 @@ QUEUE = "emailservice"  # CELERY_TASK_DEFAULT_QUEUE
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    server, broker = start_queue_site(tmp_path_factory.mktemp("chunks"))
-    server.broker = broker
-    yield server
-    server.stop()
-    broker.stop()
-
-
-@pytest.fixture
-def sink():
-    server = SmtpServer().start()
-    yield server
-    server.stop()
+    with queue_site(tmp_path_factory.mktemp("chunks")) as server:
+        yield server
 
 
 def _publish_again(broker_url: str, ids: list[int]) -> None:

@@ -15,7 +15,7 @@ from harness.ports import free_port
 from harness.smtp import SmtpServer
 from harness.waiting import wait_until
 from tests.appserver import create_account
-from tests.queue_site import email, post_many, received_ids, start_queue_site, wait_for_status
+from tests.queue_site import email, post_many, queue_site, received_ids, wait_for_status
 from tests.workers import start_worker
 
 RETRY = {"RETRY_BASE_SECONDS": "1", "RETRY_MAX_SECONDS": "8"}
@@ -23,10 +23,8 @@ RETRY = {"RETRY_BASE_SECONDS": "1", "RETRY_MAX_SECONDS": "8"}
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    server, broker = start_queue_site(tmp_path_factory.mktemp("retries"), BREAKER_THRESHOLD="3")
-    yield server
-    server.stop()
-    broker.stop()
+    with queue_site(tmp_path_factory.mktemp("retries"), BREAKER_THRESHOLD="3") as server:
+        yield server
 
 
 def _time(value: str) -> datetime:

@@ -17,6 +17,7 @@ from mailer.providers.base import (
     Provider,
     ProviderAuthError,
     ProviderError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
 from tests.fakes import mailgun, mandrill, postmark, resend, sendgrid
@@ -95,7 +96,7 @@ SENDGRID = HttpKind(
     url_setting="host",
     failures={
         "401": (ProviderAuthError, "401", f"HTTP 401: {sendgrid.BAD_KEY}"),
-        "429": (ProviderUnavailable, "429", "HTTP 429: too many requests (rate limit resets at..."),
+        "429": (ProviderThrottled, "429", "HTTP 429: too many requests (rate limit resets at..."),
         "500": (ProviderUnavailable, "500", "HTTP 500: Internal server error"),
     },
     describes=(
@@ -126,7 +127,7 @@ MAILGUN = HttpKind(
     url_setting="api_url",
     failures={
         "401": (ProviderAuthError, "401", "HTTP 401: the API key was refused; check api_key"),
-        "429": (ProviderUnavailable, "429", "HTTP 429: Too many requests (retry after 60 s)"),
+        "429": (ProviderThrottled, "429", "HTTP 429: Too many requests (retry after 60 s)"),
         "500": (ProviderUnavailable, "500", "HTTP 500: Internal Server Error"),
     },
     describes=(
@@ -163,7 +164,7 @@ MANDRILL = HttpKind(
     failures={  # Mandrill answers its errors with HTTP 500 and names them
         "401": (ProviderAuthError, "Invalid_Key", _mandrill_error("Invalid_Key")),
         "payment": (ProviderAuthError, "PaymentRequired", _mandrill_error("PaymentRequired")),
-        "429": (ProviderUnavailable, "429", "HTTP 429: Too Many Requests attempted recently"),
+        "429": (ProviderThrottled, "429", "HTTP 429: Too Many Requests attempted recently"),
         "500": (ProviderUnavailable, "GeneralError", _mandrill_error("GeneralError")),
     },
     describes=(
@@ -204,7 +205,7 @@ POSTMARK = HttpKind(
     url_setting="api_url",
     failures={
         "401": (ProviderAuthError, "401", f"HTTP 401: ErrorCode 10: {postmark.BAD_TOKEN}"),
-        "429": (ProviderUnavailable, "429", "HTTP 429: ErrorCode 429: Rate limit exceeded."),
+        "429": (ProviderThrottled, "429", "HTTP 429: ErrorCode 429: Rate limit exceeded."),
         "500": (ProviderUnavailable, "500", "HTTP 500"),  # its HTML body is never echoed
     },
     describes=(
@@ -249,7 +250,8 @@ RESEND = HttpKind(
     url_setting="api_url",
     failures={
         "401": (ProviderAuthError, "401", "HTTP 401: validation_error: API key is invalid"),
-        "429": (ProviderUnavailable, "429", _resend_429("429")),
+        "429": (ProviderThrottled, "429", _resend_429("429")),
+        # A daily quota won't clear within a pause: an outage, counted towards the circuit.
         "quota": (ProviderUnavailable, "429", _resend_429("quota")),
         "500": (
             ProviderUnavailable,

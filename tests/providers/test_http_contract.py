@@ -6,12 +6,17 @@ is in its test_<kind>.py."""
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from email.utils import formatdate
 
 import pytest
+from django.core.cache import cache
 
 from harness.ports import free_port
 from mailer import services
+from mailer.delivery.breaker import CircuitBreaker
+from mailer.delivery.failover import Candidate, deliver
 from mailer.models import DeliveryAttempt
 from mailer.providers import build_provider, provider_class
 from mailer.providers.base import (
@@ -19,8 +24,10 @@ from mailer.providers.base import (
     ConfigurationError,
     MessageRejected,
     ProviderAuthError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
+from mailer.vocabulary import CircuitState
 from tests.conftest import outgoing
 from tests.fakes.http_stub import StubServer
 from tests.providers.http_kinds import KINDS, HttpKind, matches, simple_message
@@ -241,3 +248,73 @@ def test_refused_recipient_does_not_fail_over(kind, account, add_provider, serve
     assert message in email.failure_reason
     assert [(a.outcome, a.error_code) for a in email.attempts.all()] == [("rejected", code)]
     assert second_server.requests == []
+
+
+# Throttling: a 429 pauses the provider instead of counting towards its circuit ---------------
+
+
+class Clock:
+    """time.time() for the breaker, moved by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_429_pauses_the_provider_and_fails_over(kind, server, second_server):
+    clock = Clock()
+    # Threshold 1: a 429 counted as a failure would open the circuit at once.
+    breaker = CircuitBreaker(cache, threshold=1, clock=clock)
+    first, second = (
+        Candidate(f"throttle-{uuid.uuid4().hex}", name, kind.provider(stub))
+        for name, stub in (("first", server), ("second", second_server))
+    )
+    server.mode, server.retry_after = "429", "2"
+
+    def send() -> list[tuple[str, str]]:
+        delivery = deliver(simple_message(), [first, second], breaker=breaker)
+        return [(a.outcome, a.code, a.message) for a in delivery.attempts]
+
+    [(outcome, code, message), sent] = send()
+    assert (outcome, code, sent[:2]) == ("provider_error", "throttled", ("sent", ""))
+    assert message.startswith("HTTP 429") and message.endswith("; paused for 2 s (Retry-After 2 s)")
+    state = breaker.state(first.key)
+    assert (state.state, state.failures) == (CircuitState.CLOSED, 0)
+    assert state.paused_until == clock.now + 2
+
+    clock.now += 1.5  # within the pause: passed over, nothing sent to it
+    [(outcome, code, message), sent] = send()
+    assert (outcome, code, sent[0]) == ("skipped", "paused", "sent")
+    assert message.startswith("paused until ") and message.endswith("(Retry-After 2 s)")
+    assert len(server.requests) == 1
+
+    clock.now += 1  # the pause is over: tried again
+    server.mode = "ok"
+    assert [attempt[:2] for attempt in send()] == [("sent", "")]
+    assert len(server.requests) == 2 and len(server.accepted_ids()) == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "pause"),
+    [
+        ("2", 2),
+        (120.0, 120),  # an HTTP-date, 120 s from now
+        ("", 5),  # absent: the default
+        ("soon", 5),
+        ("-5", 5),
+        (-120.0, 5),  # an HTTP-date already past
+        ("99999999", 600),  # capped
+    ],
+    ids=["seconds", "date", "absent", "garbage", "negative", "past", "huge"],
+)
+def test_retry_after_sets_the_pause(kind, server, header, pause):
+    """Delta-seconds or an HTTP-date (a float here: that many seconds from now)."""
+    if isinstance(header, float):
+        header = formatdate(time.time() + header, usegmt=True)
+    server.mode, server.retry_after = "429", header
+    with pytest.raises(ProviderThrottled) as caught:
+        kind.provider(server).send(simple_message())
+    breaker = CircuitBreaker(cache, throttle_default_seconds=5, throttle_max_seconds=600)
+    assert breaker.pause_for(caught.value.retry_after).seconds == pytest.approx(pause, abs=2)

@@ -19,6 +19,7 @@ from mailer.providers.base import (
     AmbiguousDelivery,
     MessageRejected,
     ProviderAuthError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
 from mailer.providers.resend.transport import ERRORS, error_class
@@ -228,7 +229,14 @@ def test_error_names_and_statuses():
     assert error_class(401, "validation_error") is ProviderAuthError  # unknown key
     assert error_class(409, "invalid_idempotent_request") is ProviderUnavailable
     assert error_class(418, "something_new") is None  # judged by its status
-    assert set(ERRORS.values()) == {MessageRejected, ProviderAuthError, ProviderUnavailable}
+    assert error_class(429, "rate_limit_exceeded") is ProviderThrottled
+    assert error_class(429, "daily_quota_exceeded") is ProviderUnavailable  # not a pause
+    assert set(ERRORS.values()) == {
+        MessageRejected,
+        ProviderAuthError,
+        ProviderThrottled,
+        ProviderUnavailable,
+    }
 
 
 # The spec and the URL form -------------------------------------------------------------------

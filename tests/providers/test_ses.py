@@ -19,6 +19,7 @@ from mailer.providers.base import (
     ConfigurationError,
     MessageRejected,
     ProviderAuthError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
 from mailer.providers.ses.transport import SesProvider
@@ -165,9 +166,9 @@ def test_throttling_is_a_provider_error(ses_error_server):
     assert raw.value.response["Error"]["Code"] == "TooManyRequestsException"
     assert raw.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
 
-    with pytest.raises(ProviderUnavailable) as caught:
+    with pytest.raises(ProviderThrottled) as caught:
         provider(server.endpoint_url).send(simple())
-    assert type(caught.value) is ProviderUnavailable
+    assert caught.value.retry_after is None  # SES names no wait: failover pauses the default
     assert caught.value.code == "TooManyRequestsException"
     assert caught.value.message == "SES TooManyRequestsException: Maximum sending rate exceeded."
     assert server.requests == 2  # one each: botocore retries throttling unless told not to

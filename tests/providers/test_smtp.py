@@ -13,6 +13,7 @@ from mailer.providers.base import (
     ConfigurationError,
     MessageRejected,
     ProviderAuthError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
 from mailer.providers.smtp.transport import SmtpProvider
@@ -154,7 +155,21 @@ def test_a_connection_closed_by_the_server_is_reopened(smtp_server):
 @pytest.mark.parametrize(
     ("script", "error", "code"),
     [
-        ({"mail_reply": "421 4.7.0 Too many connections, try later"}, ProviderUnavailable, "421"),
+        ({"mail_reply": "421 4.7.0 Too many connections, try later"}, ProviderThrottled, "421"),
+        ({"mail_reply": "421 4.7.0 Too many messages, slow down"}, ProviderThrottled, "421"),
+        (
+            {"data_reply": "454 Throttling failure: Maximum sending rate exceeded."},
+            ProviderThrottled,
+            "454",
+        ),
+        ({"mail_reply": "451 4.7.1 Ratelimit exceeded"}, ProviderThrottled, "451"),
+        ({"mail_reply": "421 4.3.2 Service not available"}, ProviderUnavailable, "421"),
+        ({"mail_reply": "421 4.7.0 Try again later"}, ProviderUnavailable, "421"),
+        (
+            {"data_reply": "454 Throttling failure: Daily message quota exceeded."},
+            ProviderUnavailable,
+            "454",
+        ),
         ({"data_reply": "451 4.3.0 Local error in processing"}, ProviderUnavailable, "451"),
         (
             {"rcpt_replies": {"rcpt@example.org": "554 5.7.1 Relay access denied"}},

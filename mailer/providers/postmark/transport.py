@@ -12,7 +12,13 @@ from typing import Any
 
 from django.core.mail import EmailMessage
 
-from ..base import MessageRejected, ProviderAuthError, ProviderError, ProviderUnavailable
+from ..base import (
+    MessageRejected,
+    ProviderAuthError,
+    ProviderError,
+    ProviderThrottled,
+    ProviderUnavailable,
+)
 from ..http import HttpProvider, HttpRequest, clean_key, json_errors
 from ..httpclient import HttpAnswer
 from ..message_parts import (
@@ -48,7 +54,7 @@ ERROR_CODES: dict[int, type[ProviderError]] = {
     411: MessageRejected,  # Forbidden attachment type
     412: ProviderAuthError,  # Account is pending: only its own domain's recipients
     413: ProviderAuthError,  # Account may not send
-    429: ProviderUnavailable,  # Rate limit exceeded
+    429: ProviderThrottled,  # Rate limit exceeded: a pause, not an outage
     500: ProviderUnavailable,  # Postmark's side failed to look the sender signature up
 }
 

@@ -18,6 +18,7 @@ from ..base import (
     MessageRejected,
     ProviderAuthError,
     ProviderError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
 from ..http import HttpProvider, HttpRequest, clean_key, json_errors
@@ -56,8 +57,9 @@ ERRORS: dict[str, type[ProviderError]] = {
     "invalid_attachment": MessageRejected,
     "missing_required_field": MessageRejected,
     "missing_required_fields": MessageRejected,
-    # This provider, now: quota, throttling, its own failures.
-    "rate_limit_exceeded": ProviderUnavailable,
+    # This provider, now: throttling (a pause, its Retry-After kept), quota, its own failures.
+    # A daily or monthly quota won't clear within a pause: it counts towards the circuit.
+    "rate_limit_exceeded": ProviderThrottled,
     "daily_quota_exceeded": ProviderUnavailable,
     "monthly_quota_exceeded": ProviderUnavailable,
     "application_error": ProviderUnavailable,

@@ -29,8 +29,10 @@ from ..base import (
     Provider,
     ProviderAuthError,
     ProviderError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
+from ..http import retry_after_seconds
 from ..httpclient import HttpClient
 from ..message_parts import idna_address
 from ..net import Deadline, sanitize
@@ -65,6 +67,11 @@ _AUTH_CODES = {
 }
 # The request itself is malformed for SES; the same message would be refused again.
 _REJECTED_CODES = {"BadRequestException", "InvalidParameterValue", "ValidationException"}
+# SES asks us to slow down: a pause, not an outage (SESv1's Query API says "Throttling", SESv2
+# "TooManyRequestsException", both "Maximum sending rate exceeded."). SESv1 also says Throttling
+# for "Daily message quota exceeded.": that won't clear within a pause, so it stays an outage.
+_THROTTLE_CODES = {"Throttling", "ThrottlingException", "TooManyRequestsException"}
+_QUOTA = re.compile(r"\b(daily|quota)\b", re.IGNORECASE)
 # Everything else (MessageRejected for an unverified sender or sandbox recipient, throttling,
 # quotas, MailFromDomainNotVerifiedException, 5xx, unknown codes) is this provider's trouble:
 # another provider may well deliver it. MessageRejected is per sender, so it must not open the
@@ -91,6 +98,12 @@ def _client_error(exc: ClientError) -> ProviderError:
         return ProviderAuthError(text, code=code, response=exc.response)
     if code in _REJECTED_CODES:
         return MessageRejected(text, code=code, response=exc.response)
+    message = str(error.get("Message") or "")
+    rate = code in _THROTTLE_CODES or "maximum sending rate exceeded" in message.lower()
+    if rate and not _QUOTA.search(message):
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+        wait = retry_after_seconds(headers.get("retry-after"))
+        return ProviderThrottled(text, code=code, response=exc.response, retry_after=wait)
     return ProviderUnavailable(text, code=code, response=exc.response)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import re
 import smtplib
 import socket
 import ssl
@@ -20,6 +21,7 @@ from ..base import (
     Provider,
     ProviderAuthError,
     ProviderError,
+    ProviderThrottled,
     ProviderUnavailable,
 )
 from ..message_parts import idna_address
@@ -40,11 +42,26 @@ def _reply_text(resp: bytes | str) -> str:
     return sanitize(text)
 
 
+# A transient reply is a throttle (a pause, not an outage) when its text names a rate or a limit:
+# "4.7.0 Too many messages, slow down", "454 Throttling failure: Maximum sending rate exceeded",
+# "421 4.7.28 ... unusual rate", "451 Ratelimit exceeded". Deliberately not "try again later" or
+# "busy": servers say that when they are going down, which is an outage. A daily quota won't
+# clear within a pause, so it stays an outage too.
+_THROTTLE_CODES = {421, 451, 454}
+_THROTTLE_TEXT = re.compile(
+    r"\brate\b|rate.?limit|too many|throttl|\blimit(s|ed|ing)?\b|slow down", re.IGNORECASE
+)
+_QUOTA_TEXT = re.compile(r"\b(daily|quota)\b", re.IGNORECASE)
+
+
 def _smtp_error(stage: str, code: int, resp: bytes | str) -> ProviderError:
     """Classify an SMTP reply that is not a success at a given stage of the transaction."""
-    text = f"SMTP {code} at {stage}: {_reply_text(resp)}".strip()
+    reply = _reply_text(resp)
+    text = f"SMTP {code} at {stage}: {reply}".strip()
     if code in _AUTH_CODES:
         return ProviderAuthError(text, code=str(code))
+    if code in _THROTTLE_CODES and _THROTTLE_TEXT.search(reply) and not _QUOTA_TEXT.search(reply):
+        return ProviderThrottled(text, code=str(code))
     if stage == "RCPT" and code in _RECIPIENT_REJECTED:
         return MessageRejected(text, code=str(code))
     if stage == "DATA" and code == 552:
