@@ -144,7 +144,7 @@ def _store(account, entries, rows, key: str, fingerprint: str, *, queued: bool) 
             account=account,
             idempotency_key=key,
             request_fingerprint=fingerprint,
-            items=entries,
+            items=_storable(entries),
             finished_at=timezone.now() if queued else None,
         )
     for row in stored:
@@ -154,6 +154,18 @@ def _store(account, entries, rows, key: str, fingerprint: str, *, queued: bool) 
         ids = [row.pk for row in stored if row.status == EmailStatus.QUEUED]
         transaction.on_commit(lambda: _enqueue(account.pk, ids))
     return stored
+
+
+def _storable(value: Any) -> Any:
+    """`value` as JSON any database keeps: a refused item's problem may quote what the client
+    sent (a field name), and PostgreSQL's jsonb takes neither NUL nor a lone surrogate."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _enqueue(account_id: int, ids: list[int]) -> None:

@@ -194,3 +194,23 @@ def test_other_accounts_cannot_replay_a_batch(api, client, other_account, queue_
     answer = theirs.post(BATCH, {"emails": [item(0)]}, headers=headers)
     assert answer.status_code == 202 and "Idempotent-Replayed" not in answer
     assert answer.json()["results"][0]["id"] != mine["results"][0]["id"]
+
+
+def test_a_refused_item_quoting_a_nul_or_a_lone_surrogate_is_remembered(api, queue_mode):
+    """Found by the fuzz on PostgreSQL: a refused item's problem names the client's unknown
+    field, and jsonb takes neither NUL nor a lone surrogate; the batch's key row keeps it
+    readable instead of failing with a 500."""
+    batch = {"emails": [item(0), item(1) | {"\x00x\ud800": 1}]}
+    headers = {"Idempotency-Key": "hostile-1"}
+    first = api.post(BATCH, batch, headers=headers)
+    assert first.status_code == 202, first.content
+    assert [("id" in r, "problem" in r) for r in first.json()["results"]] == [
+        (True, False),
+        (False, True),
+    ]
+    again = api.post(BATCH, batch, headers=headers)
+    assert again.status_code == 202 and again["Idempotent-Replayed"] == "true"
+    assert [r.get("id") for r in again.json()["results"]] == [
+        r.get("id") for r in first.json()["results"]
+    ]
+    assert Email.objects.count() == 1
