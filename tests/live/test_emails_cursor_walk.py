@@ -52,6 +52,7 @@ INSERT = """
 import json, random, sys, threading, time
 from datetime import timedelta
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 from mailer import listcache
 from mailer.models import Email
@@ -62,12 +63,16 @@ threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).sta
 print("ready", flush=True)
 stored = 0
 while not stop.is_set():
-    email = Email.objects.create(account=user, from_email="a@example.com", to=["b@example.org"],
-                                 subject=f"new {stored}", status="sent")
-    if stored % 2:
-        k = random.randrange(1250)
-        at = base + timedelta(seconds=k * 10, microseconds=random.choice([0, (k % 3) * 250001]))
-        Email.objects.filter(pk=email.pk).update(created_at=at)
+    # One transaction: created_at is set on insert (auto_now_add), and a reader must never see
+    # the email at the newest end before it moves into the old range (that is a move, which a
+    # walk may rightly see twice, not an insert).
+    with transaction.atomic():
+        email = Email.objects.create(account=user, from_email="a@example.com",
+                                     to=["b@example.org"], subject=f"new {stored}", status="sent")
+        if stored % 2:
+            k = random.randrange(1250)
+            at = base + timedelta(seconds=k * 10, microseconds=random.choice([0, (k % 3) * 250001]))
+            Email.objects.filter(pk=email.pk).update(created_at=at)
     listcache.bump(user.pk)
     stored += 1
     time.sleep(0.002)
