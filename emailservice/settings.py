@@ -180,6 +180,10 @@ BREAKER_RESET_SECONDS = env_float("BREAKER_RESET_SECONDS", 60.0)
 # none, never longer than the maximum (mailer.delivery.breaker).
 THROTTLE_DEFAULT_SECONDS = env_float("THROTTLE_DEFAULT_SECONDS", 5.0)
 THROTTLE_MAX_SECONDS = env_float("THROTTLE_MAX_SECONDS", 600.0)
+# Pacing (a provider's max_per_second / max_per_day, mailer.delivery.pacing): when every
+# provider that could take an email is at its limit, a try waits up to this long (within its
+# budget) for the next slot; past it the email is queued for the slot, not failed.
+PACING_WAIT_SECONDS = env_float("PACING_WAIT_SECONDS", 10.0)
 MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 10 * 1024 * 1024)
 MAX_RECIPIENTS = env_int("MAX_RECIPIENTS", 50)
 # Bodies are refused from Content-Length first (mailer.middleware); this caps what Django reads.
@@ -192,6 +196,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_MESSAGE_BYTES
 BATCH_MAX_EMAILS = env_int("BATCH_MAX_EMAILS", 500)
 BATCH_MAX_BYTES = env_int("BATCH_MAX_BYTES", 25 * 1024 * 1024)
 BATCH_SYNC_MAX_EMAILS = env_int("BATCH_SYNC_MAX_EMAILS", 50)
+# A send's `send_at` may be at most this many days ahead (README: Scheduled send); the sweep
+# (every SWEEP_INTERVAL_SECONDS) queues a scheduled email once its time has come.
+SCHEDULE_MAX_DAYS = env_float("SCHEDULE_MAX_DAYS", 30.0)
 # Input limits (README: Input limits). Every door (API, /send_email/, the send form) refuses an
 # email over one of these at validation, before anything is stored or composed.
 MAX_SUBJECT_CHARS = env_int("MAX_SUBJECT_CHARS", 998)

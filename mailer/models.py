@@ -42,6 +42,11 @@ class ProviderConfig(models.Model):
     # The unguessable part of this config's webhook URL (/webhooks/in/<token>/): who knows it can
     # post, but only a request the provider signed is believed (mailer.providers.<kind>.events).
     webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token)
+    # Pacing (mailer.delivery.pacing), shared by every process through Redis: at most this many
+    # a second (a sliding second) and a day (a rolling 24 h), in messages or, for a kind that
+    # counts recipients (SES), recipients. Empty: no limit of ours.
+    max_per_second = models.PositiveIntegerField(null=True, blank=True)
+    max_per_day = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -122,6 +127,13 @@ class Email(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A scheduled send: not tried before this time (stored `scheduled` until the sweep queues
+    # it); its retries' MAX_DELIVERY_AGE counts from here rather than from created_at.
+    send_at = models.DateTimeField(null=True, blank=True)
+    # A resend: the failed email this one sends again (mailer.services.schedule.email_resend).
+    resent_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resends"
+    )
 
     # Queue mode (mailer.services.queue). The row, not the broker, says what is left to do.
     tries = models.PositiveIntegerField(default=0, help_text="Delivery tries started")
@@ -159,6 +171,11 @@ class Email(models.Model):
                 name="email_queued_due",
             ),
             models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="scheduled"),
+                name="email_scheduled_due",
+            ),
+            models.Index(
                 fields=["claimed_at"], condition=Q(status="sending"), name="email_sending_lease"
             ),
             models.Index(
@@ -181,6 +198,11 @@ class Email(models.Model):
     @property
     def recipient_count(self) -> int:
         return len(self.to) + len(self.cc) + len(self.bcc)
+
+    @property
+    def starts_at(self):
+        """When its delivery began to be due: MAX_DELIVERY_AGE counts from here."""
+        return self.send_at or self.created_at
 
 
 class DeliveryAttempt(models.Model):

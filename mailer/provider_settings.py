@@ -70,6 +70,20 @@ def clean_priority(value: Any) -> int:
     return value
 
 
+# The largest pacing limits taken: far above any provider's, small enough for any counter.
+LIMIT_MOST = {"max_per_second": 100_000, "max_per_day": 1_000_000_000}
+
+
+def clean_limit(name: str, value: Any) -> int | None:
+    """A pacing limit (max_per_second, max_per_day): a whole number from 1, or None for none."""
+    if value is None:
+        return None
+    most = LIMIT_MOST[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise ValueError(f"must be a whole number from 1 to {most}, or null for no limit.")
+    return value
+
+
 def clean_provider(
     kind: str,
     settings: Mapping[str, Any] | None,

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from mailer.errors import MessageTooLarge
@@ -41,6 +42,7 @@ def request_fingerprint(
     requested_provider: ProviderConfig | None,
     *,
     template: Mapping[str, Any] | None = None,
+    send_at: datetime | None = None,
 ) -> str:
     """What an Idempotency-Key stands for: a digest of the canonical JSON of the email and the
     provider asked for (attachments by their content's digest). The same email asked for again
@@ -62,5 +64,7 @@ def request_fingerprint(
         for attachment in outgoing.attachments
     ]
     canonical["provider"] = requested_provider.pk if requested_provider is not None else None
+    if send_at is not None:  # a scheduled send is another request than the same email now
+        canonical["send_at"] = send_at.isoformat()
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -20,10 +20,12 @@ class Outcome(TextChoices):
 class EmailStatus(TextChoices):
     """Where an email is in its hand-off to a provider."""
 
+    SCHEDULED = "scheduled", "Scheduled"  # waits for its send_at; the sweep queues it then
     QUEUED = "queued", "Queued"
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"  # by request while scheduled or queued: never sent
 
 
 class CircuitState(TextChoices):

@@ -77,7 +77,7 @@ def _read_item(account, raw: dict[str, Any]) -> tuple[BatchEmail | dict[str, Any
                   for field, messages in exc.errors.items() for message in messages]  # fmt: skip
         problem = _problem(nearest(STATUSES, exc), str(exc), errors)
     else:
-        return BatchEmail(send.outgoing, send.requested), send.fingerprint()
+        return BatchEmail(send.outgoing, send.requested, send.send_at), send.fingerprint()
     text = json.dumps(raw, sort_keys=True, default=str)
     return problem, "refused:" + hashlib.sha256(text.encode()).hexdigest()
 

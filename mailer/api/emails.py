@@ -10,7 +10,8 @@ from mailer import listcache, selectors
 from mailer.models import EmailStatus
 from mailer.selectors import cursors
 from mailer.selectors.emails import email_list_lookup
-from mailer.services import email_send
+from mailer.services import SendResult, email_send
+from mailer.services.schedule import email_cancel, email_resend
 from mailer.vocabulary import DeliveryState
 
 from .auth import BearerToken
@@ -49,6 +50,8 @@ def send_email(
     201: a provider accepted it. 502: none did; `failure_reason` and `attempts` say why.
     202 (queue mode): stored as `queued`; a worker delivers it, retrying with backoff, and the
     email's detail shows it move through `sending` to `sent` or `failed`.
+    202 with `send_at` in the future: stored `scheduled`, sent within one sweep interval after
+    that time; `POST /emails/{id}/cancel` stops it until then.
     Repeating a request with the same `Idempotency-Key` (within 24 hours) returns the first
     answer without sending again.
     With `template` (and its `variables`) instead of subject/text/html, the account's template
@@ -63,18 +66,26 @@ def send_email(
         requested_provider=send.requested,
         idempotency_key=key,
         fingerprint=send.fingerprint() if key else "",
+        send_at=send.send_at,
     )
+    return _send_answer(request, response, result)
+
+
+def _send_answer(request, response: HttpResponse, result: SendResult) -> Status:
+    """A send's answer: the email as this request left it (201 sent, 502 failed, 202 queued or
+    scheduled), or, replayed for an Idempotency-Key, as it is stored now."""
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
     if result.delivery is not None:  # delivered here: the answer is what this request wrote
         email = result.email
-        detail = selectors.email_detail(email, attempts=result.attempts, events=())
+        detail = selectors.email_detail(email, attempts=result.attempts, events=(), resends=())
     else:  # replayed or queued: a worker may be at it, so read what is stored now
         email = selectors.email_get(account=request.account, email_id=result.email.pk)
         detail = selectors.email_detail(email)
-    # Queued is accepted (202) even if a worker is already at it: the body shows where it is.
-    queued = result.email.status == EmailStatus.QUEUED
-    return Status(202 if queued else STATUS_OF.get(email.status, 202), detail)
+    # Queued is accepted (202) even if a worker is already at it: the body shows where it is;
+    # so is scheduled.
+    waiting = result.email.status in (EmailStatus.QUEUED, EmailStatus.SCHEDULED)
+    return Status(202 if waiting else STATUS_OF.get(email.status, 202), detail)
 
 
 class ListFilters(Schema):
@@ -163,7 +174,8 @@ def _page_response(request, answer: dict) -> HttpResponse:
     renderings to the same JSON."""
     from mailer.api import api  # the API this router belongs to (it imports this module)
 
-    answer["results"] = [{key: row[key] for key in _SUMMARY_KEYS} for row in answer["results"]]
+    # A page cached before a field was added lacks it: shown as null until the list changes.
+    answer["results"] = [{key: row.get(key) for key in _SUMMARY_KEYS} for row in answer["results"]]
     return api.create_response(request, answer, status=200)
 
 
@@ -173,3 +185,39 @@ def _page_response(request, answer: dict) -> HttpResponse:
 def get_email(request, email_id: DbId):
     """One email with every delivery attempt."""
     return selectors.email_detail(selectors.email_get(account=request.account, email_id=email_id))
+
+
+@router.post(
+    "/emails/{email_id}/cancel",
+    response={200: EmailOut, **ERRORS},
+    summary="Cancel a scheduled or queued email",
+    by_alias=True,
+)
+def cancel_email(request, email_id: DbId):
+    """Cancel an email that is `scheduled` or `queued`: it becomes `canceled` and no provider
+    is ever asked to send it. 409 once its delivery has started (`sending`) or it is done
+    (`sent`, `failed`, `canceled`)."""
+    email_cancel(account=request.account, email_id=email_id)
+    return selectors.email_detail(selectors.email_get(account=request.account, email_id=email_id))
+
+
+@router.post(
+    "/emails/{email_id}/resend",
+    response={201: EmailOut, 202: EmailOut, 502: EmailOut, **ERRORS},
+    summary="Send a failed email again",
+    by_alias=True,
+)
+def resend_email(
+    request,
+    response: HttpResponse,
+    email_id: DbId,
+    idempotency_key_header: str | None = Header(None, alias="Idempotency-Key"),
+):
+    """Send a `failed` email again as a new email with the same content, recipients and
+    requested provider; the new one's `resent_from` is the original's id, and the original
+    lists it in `resends`. Answers as a send does (201 sent, 502 failed again, 202 queued).
+    409 for an email that did not fail. With an `Idempotency-Key`, a repeat answers the same
+    resend instead of sending another."""
+    key = idempotency_key(idempotency_key_header)
+    result = email_resend(account=request.account, email_id=email_id, idempotency_key=key)
+    return _send_answer(request, response, result)

@@ -4,8 +4,10 @@ from django.http import HttpResponse
 from ninja import Router, Status
 
 from mailer.delivery.breaker import breaker
+from mailer.provider_settings import LIMIT_MOST as LIMITS
 from mailer.provider_settings import ProviderSettingsError
 from mailer.selectors.providers import (
+    pacing_usage,
     provider_detail,
     provider_get,
     provider_list,
@@ -47,11 +49,12 @@ ERRORS = {400: Problem, 401: Problem, 404: Problem, 409: Problem, 415: Problem, 
 def list_providers(request):
     """The account's providers in failover order (ascending `priority`, then id)."""
     configs = provider_list(account=request.account)
-    circuit_breaker = breaker()
+    circuit_breaker, usage = breaker(), pacing_usage(configs)
     return {
         "count": len(configs),
         "results": [
-            provider_detail(c, breaker=circuit_breaker, base_url=_base(request)) for c in configs
+            provider_detail(c, breaker=circuit_breaker, base_url=_base(request), usage=usage)
+            for c in configs
         ],
     }
 
@@ -99,12 +102,13 @@ def update_provider(request, provider_id: DbId, payload: ProviderPatch):
     config = provider_get(account=request.account, provider_id=provider_id)
     changes = payload.model_dump(exclude_unset=True)
     kind = changes.pop("kind", None)  # accepted when it is the same
+    limits = {name: changes.pop(name) for name in LIMITS if name in changes}  # null: none
     if kind not in (None, config.kind):
         message = (
             f"can't change from {config.kind!r}; create a new provider of kind {kind!r} instead."
         )
         raise ProviderSettingsError({"kind": [message]})
-    config = provider_config_update(config=config, **changes)
+    config = provider_config_update(config=config, limits=limits, **changes)
     return provider_detail(config, breaker=breaker(), base_url=_base(request))
 
 

@@ -68,6 +68,14 @@ class EmailIn(Schema):
     variables: dict[str, Any] = Field(
         {}, description="The template's variables (a JSON object of at most 64 KiB)."
     )
+    send_at: datetime | None = Field(
+        None,
+        description="Send later: an ISO 8601 time with its time zone, at most "
+        "SCHEDULE_MAX_DAYS (30) days ahead. The email is stored `scheduled` and sent within "
+        "one sweep interval after it; it can be canceled until then. A time not in the future "
+        "sends now.",
+        examples=["2026-12-24T09:00:00Z"],
+    )
 
     _lists = field_validator("to", "cc", "bcc", "reply_to", mode="before")(_as_list)
 
@@ -132,6 +140,9 @@ class EmailSummaryOut(Schema):
     next_attempt_at: datetime | None = Field(
         description="Queue mode: when a queued email is due for its next try"
     )
+    send_at: datetime | None = Field(
+        None, description="A scheduled send's time: it is not tried before it."
+    )
 
 
 class RecipientState(Schema):
@@ -150,6 +161,10 @@ class EventOut(Schema):
 
 
 class EmailOut(EmailSummaryOut):
+    resent_from: int | None = Field(
+        None, description="A resend: the id of the failed email it sends again."
+    )
+    resends: list[int] = Field([], description="The ids of this email's resends, oldest first.")
     reply_to: list[str]
     text: str
     html: str
@@ -257,6 +272,17 @@ class ProviderIn(Schema):
         description=_SECRETS_HELP,
         examples=[{"username": "me@gmail.com", "password": "app-password"}],
     )
+    max_per_second: int | None = Field(
+        None,
+        strict=True,
+        description="Pacing: at most this many a second (any 1-second span), shared by every "
+        "process; in recipients for a kind that counts them (SES), else messages. null: none.",
+    )
+    max_per_day: int | None = Field(
+        None,
+        strict=True,
+        description="Pacing: at most this many in any 24 hours (counted by the hour).",
+    )
 
 
 class ProviderPatch(Schema):
@@ -271,6 +297,30 @@ class ProviderPatch(Schema):
     )
     secrets: dict[str, Any] | None = Field(
         None, description='Merged into the stored secrets; "" or null removes one.'
+    )
+    max_per_second: int | None = Field(
+        None,
+        strict=True,
+        description="Pacing: at most this many a second (any 1-second span), shared by every "
+        "process; in recipients for a kind that counts them (SES), else messages. null removes it.",
+    )
+    max_per_day: int | None = Field(
+        None, strict=True, description="Pacing: at most this many in any 24 hours; null removes it."
+    )
+
+
+class PacingUsage(Schema):
+    last_second: int = Field(description="Used in the last second.")
+    last_day: int = Field(description="Used in the last 24 hours (counted by the hour).")
+
+
+class PacingOut(Schema):
+    max_per_second: int | None
+    max_per_day: int | None
+    counts: str = Field(description="What the limits count: messages, or recipients (SES).")
+    usage: PacingUsage | None = Field(
+        description="Its use of the limits now; null without limits, or while the cache "
+        "holding the counts is unreachable."
     )
 
 
@@ -287,6 +337,7 @@ class ProviderOut(Schema):
         description="Where to point this provider's event webhook (delivery, bounces, "
         "complaints); null for a kind that posts none (smtp). Unguessable: keep it private."
     )
+    pacing: PacingOut
     created_at: datetime
     updated_at: datetime
 

@@ -5,6 +5,7 @@ an item of a batch is read, and refused, exactly as the same email sent alone.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from mailer import selectors
 from mailer.errors import InvalidInput
 from mailer.models import ProviderConfig
 from mailer.send_request import outgoing_email, request_fingerprint
+from mailer.services.outgoing import schedule_time
 from mailer.services.templates import template_render
 from mailer.validation import Attachment, OutgoingEmail, decode_base64, invalid_text
 
@@ -27,22 +29,27 @@ class SendRequest:
     outgoing: OutgoingEmail
     requested: ProviderConfig | None
     template: dict[str, Any] | None
+    send_at: datetime | None = None  # None: now
 
     def fingerprint(self) -> str:
         """What an Idempotency-Key on this request stands for (request_fingerprint)."""
-        return request_fingerprint(self.outgoing, self.requested, template=self.template)
+        return request_fingerprint(
+            self.outgoing, self.requested, template=self.template, send_at=self.send_at
+        )
 
 
 def send_request(account, payload: EmailIn) -> SendRequest:
     """The send `payload` asks for. The email is validated before anything else reads it (the
     provider lookup, the fingerprint, storage): InvalidEmail names every bad field, then an
-    unknown provider is an InvalidInput naming `provider`."""
+    unknown provider is an InvalidInput naming `provider`, a `send_at` too far ahead or without
+    a time zone one naming `send_at`."""
     outgoing = _outgoing(account, payload)
     requested = _requested_provider(account, payload.provider)
+    send_at = schedule_time(payload.send_at)
     template = None
     if payload.template is not None:
         template = {"name": payload.template, "variables": payload.variables}
-    return SendRequest(outgoing=outgoing, requested=requested, template=template)
+    return SendRequest(outgoing, requested, template, send_at)
 
 
 def _bodies(account, payload: EmailIn) -> dict[str, str]:

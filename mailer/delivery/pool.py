@@ -14,11 +14,12 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from mailer.providers import build_provider
+from mailer.providers import build_provider, spec_for
 from mailer.providers.base import Provider
 from mailer.providers.net import Deadline
 
 from .failover import Candidate
+from .pacing import Limits
 
 
 class PoolableConfig(Protocol):
@@ -91,6 +92,7 @@ class _PooledProvider:
     def __init__(self, config: PoolableConfig) -> None:
         self.config = config
         self.attempt_deadline = settings.ATTEMPT_DEADLINE_SECONDS
+        self.counts_recipients = spec_for(config.kind).counts_recipients
 
     def send(self, message: EmailMessage, *, deadline: Deadline | None = None) -> str:
         return provider_pool.get(self.config).send(message, deadline=deadline)
@@ -99,6 +101,11 @@ class _PooledProvider:
 def candidate_for(config: PoolableConfig) -> Candidate:
     """A provider config as a failover candidate (its circuit is keyed by the config id);
     `ref` is the config itself."""
+    limits = Limits(getattr(config, "max_per_second", None), getattr(config, "max_per_day", None))
     return Candidate(
-        key=config.breaker_key, label=config.label, provider=_PooledProvider(config), ref=config
+        key=config.breaker_key,
+        label=config.label,
+        provider=_PooledProvider(config),
+        ref=config,
+        limits=limits,
     )

@@ -201,6 +201,9 @@ class KindSpec:
     # How to point the provider's webhook at us, step by step, for the provider page ("{url}" is
     # the config's webhook URL).
     webhook_steps: tuple[str, ...] = ()
+    # Its sending rate and quota count recipients, not messages (SES: a message to 3 addresses
+    # counts 3); pacing (mailer.delivery.pacing) counts the same way.
+    counts_recipients: bool = False
 
     def option(self, name: str) -> Option | None:
         return next((o for o in (*self.settings, *self.secrets) if o.name == name), None)

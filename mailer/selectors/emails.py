@@ -34,7 +34,7 @@ SUMMARY_FIELDS = [
     "id", "status", "from_email", "to", "cc", "bcc", "subject", "requested_provider_id",
     "sent_via_id", "sent_via_kind", "provider_message_id", "message_id", "failure_reason",
     "possible_duplicate", "created_at", "sent_at", "tries", "next_attempt_at", "delivery",
-    "suppressed",
+    "suppressed", "send_at",
 ]  # fmt: skip
 
 
@@ -68,6 +68,7 @@ def email_summary(email: Email, providers: dict[int, ProviderConfig]) -> dict[st
         "next_attempt_at": email.next_attempt_at
         if email.status in (EmailStatus.QUEUED, EmailStatus.SENDING)
         else None,
+        "send_at": email.send_at,
     }
 
 
@@ -112,12 +113,20 @@ def email_detail(
     *,
     attempts: Sequence[DeliveryAttempt] | None = None,
     events: Sequence[DeliveryEvent] | None = None,
+    resends: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Everything about one email, its attempts in order (prefetch them for a single query, or
-    pass the ones in hand, as a send does with what it just wrote, and its events likewise)."""
+    pass the ones in hand, as a send does with what it just wrote, and its events and resends
+    likewise)."""
     providers = {c.pk: c for c in (email.requested_provider, email.sent_via) if c is not None}
     attempts = email.attempts.all() if attempts is None else attempts
     events = email.events.all() if events is None else events
+    if resends is None:
+        resends = list(
+            Email.objects.filter(account_id=email.account_id, resent_from=email.pk)
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
     return {
         **email_summary(email, providers),
         "text": email.text,
@@ -138,6 +147,8 @@ def email_detail(
         "recipient_states": email.recipient_states,
         "copies_sent": email.copies_sent,
         "events": [event_dict(e) for e in events],
+        "resent_from": email.resent_from_id,
+        "resends": list(resends),
     }
 
 

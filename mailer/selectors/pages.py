@@ -3,6 +3,7 @@ page (mailer.selectors.cursors), the cursor after it. Shared by every paged list
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,3 +46,24 @@ class Page:
     @property
     def previous_number(self) -> int | None:
         return self.number - 1 if self.has_previous else None
+
+
+def numbered_page(
+    rows: Any,
+    *,
+    page: int,
+    page_size: int,
+    most: int,
+    show: Callable[[Any], dict[str, Any]],
+    clamp: bool = False,
+) -> Page:
+    """Page `page` of an ordered queryset `rows` (`page_size` a page, at most `most`), each row
+    shown by `show`: the small lists' paging (templates, suppressions, webhook messages), whose
+    counts are cheap. With `clamp`, a page past the end is the last page instead."""
+    size = max(1, min(page_size, most))
+    count = rows.count()
+    number = max(1, page)
+    if clamp:
+        number = min(number, max(1, -(-count // size)))
+    offset = (number - 1) * size
+    return Page(count, number, size, [show(row) for row in rows[offset : offset + size]])

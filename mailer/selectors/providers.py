@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from mailer.delivery.breaker import Circuit, CircuitBreaker
+from mailer.delivery.pacing import Usage, pacer
 from mailer.errors import InvalidInput
 from mailer.models import ProviderConfig
 from mailer.providers import specs
@@ -119,11 +120,41 @@ def provider_webhook_url(config: ProviderConfig, *, base_url: str = "") -> str |
     return webhook_url(config.webhook_token, base_url=base_url)
 
 
+def pacing_usage(configs: list[ProviderConfig]) -> dict[str, Usage]:
+    """What each paced provider used of its limits (one cache round trip for them all); a
+    provider without limits, or every one when the cache can't answer, is left out."""
+    paced = [c.breaker_key for c in configs if c.max_per_second or c.max_per_day]
+    return pacer().usage(paced) if paced else {}
+
+
+def pacing_dict(config: ProviderConfig, usage: dict[str, Usage] | None) -> dict[str, Any]:
+    """A provider's limits and, when known, its use of them."""
+    if usage is None:
+        usage = pacing_usage([config])
+    used = usage.get(config.breaker_key)
+    return {
+        "max_per_second": config.max_per_second,
+        "max_per_day": config.max_per_day,
+        "counts": "recipients" if _counts_recipients(config.kind) else "messages",
+        "usage": {"last_second": used.last_second, "last_day": used.last_day} if used else None,
+    }
+
+
+def _counts_recipients(kind: str) -> bool:
+    spec = specs().get(kind)
+    return spec is not None and spec.counts_recipients
+
+
 def provider_detail(
-    config: ProviderConfig, *, breaker: CircuitBreaker, base_url: str = ""
+    config: ProviderConfig,
+    *,
+    breaker: CircuitBreaker,
+    base_url: str = "",
+    usage: dict[str, Usage] | None = None,
 ) -> dict[str, Any]:
-    """A provider as pages and the API show it: settings, secret names only, circuit state, and
-    its webhook URL (under `base_url`, the asking request's, unless PUBLIC_BASE_URL is set)."""
+    """A provider as pages and the API show it: settings, secret names only, circuit state,
+    pacing limits and use (pass pacing_usage()'s for many at once), and its webhook URL (under
+    `base_url`, the asking request's, unless PUBLIC_BASE_URL is set)."""
     return {
         "id": config.pk,
         "kind": config.kind,
@@ -134,6 +165,7 @@ def provider_detail(
         "secrets_set": sorted(config.secret_names),
         "circuit": _circuit(config, breaker),
         "webhook_url": provider_webhook_url(config, base_url=base_url),
+        "pacing": pacing_dict(config, usage),
         "created_at": config.created_at,
         "updated_at": config.updated_at,
     }

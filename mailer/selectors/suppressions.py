@@ -10,7 +10,8 @@ from mailer.models import Suppression
 from mailer.validation import control_character
 from mailer.vocabulary import SuppressionReason
 
-from .emails import MAX_PAGE_SIZE, Page
+from .emails import MAX_PAGE_SIZE
+from .pages import Page, numbered_page
 
 REASON_LABELS = dict(SuppressionReason.choices)
 MAX_SEARCH_CHARS = 320
@@ -43,7 +44,6 @@ def suppression_page(
     the address, `reason` one of SuppressionReason. Read from the database each time (unlike
     email lists it is not cached: searches rarely repeat, and `active` changes with the clock).
     With `clamp`, a page past the end is the last page instead."""
-    page_size = max(1, min(page_size, MAX_PAGE_SIZE))
     entries = Suppression.objects.filter(account=account)
     if search := search.strip()[:MAX_SEARCH_CHARS].lower():
         # Addresses are kept lower-cased, and never hold a control character (PostgreSQL even
@@ -53,11 +53,7 @@ def suppression_page(
         entries = entries.filter(address__contains=search)
     if reason:
         entries = entries.filter(reason=reason)
-    count = entries.count()
-    number = max(1, page)
-    if clamp:
-        number = min(number, max(1, -(-count // page_size)))
-    offset = (number - 1) * page_size
-    rows = entries.order_by("-created_at", "-id")[offset : offset + page_size]
     now = timezone.now()
-    return Page(count, number, page_size, [suppression_detail(e, now=now) for e in rows])
+    return numbered_page(entries.order_by("-created_at", "-id"), page=page, page_size=page_size,
+                         most=MAX_PAGE_SIZE, show=lambda e: suppression_detail(e, now=now),
+                         clamp=clamp)  # fmt: skip

@@ -9,7 +9,8 @@ from mailer.models import EmailTemplate
 from mailer.templating import NAME_PATTERN, variable_names
 from mailer.validation import control_character
 
-from .emails import MAX_PAGE_SIZE, Page
+from .emails import MAX_PAGE_SIZE
+from .pages import Page, numbered_page
 
 MAX_SEARCH_CHARS = 100
 
@@ -58,16 +59,11 @@ def template_list(
 ) -> Page:
     """One page of the account's templates by name (summaries); `search` is part of the name,
     in any case. With `clamp`, a page past the end is the last page instead."""
-    page_size = max(1, min(page_size, MAX_PAGE_SIZE))
     templates = EmailTemplate.objects.filter(account=account)
     if search := search.strip()[:MAX_SEARCH_CHARS].lower():
         if control_character(search):  # never in a name; PostgreSQL refuses a NUL in a query
             templates = templates.none()
         templates = templates.filter(name__contains=search)
-    count = templates.count()
-    number = max(1, page)
-    if clamp:
-        number = min(number, max(1, -(-count // page_size)))
-    offset = (number - 1) * page_size
-    rows = templates.order_by("name").defer("text", "html")[offset : offset + page_size]
-    return Page(count, number, page_size, [template_summary(t) for t in rows])
+    rows = templates.order_by("name").defer("text", "html")
+    return numbered_page(rows, page=page, page_size=page_size, most=MAX_PAGE_SIZE,
+                         show=template_summary, clamp=clamp)  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 
 from mailer.models import WebhookEndpoint, WebhookMessage
 
-from .emails import Page
+from .pages import Page, numbered_page
 from .providers import _MAX_ID
 
 MAX_PAGE_SIZE = 100
@@ -66,8 +66,6 @@ def webhook_message_detail(message: WebhookMessage) -> dict[str, Any]:
 
 def webhook_message_page(*, endpoint: WebhookEndpoint, page: int = 1, page_size: int = 10) -> Page:
     """The endpoint's messages, newest first, `page_size` (at most MAX_PAGE_SIZE) a page."""
-    size = max(1, min(page_size, MAX_PAGE_SIZE))
     messages = WebhookMessage.objects.filter(endpoint=endpoint).order_by("-created_at", "-id")
-    start = (max(1, page) - 1) * size
-    rows = messages.defer("payload")[start : start + size]
-    return Page(messages.count(), max(1, page), size, [webhook_message_detail(m) for m in rows])
+    return numbered_page(messages.defer("payload"), page=page, page_size=page_size,
+                         most=MAX_PAGE_SIZE, show=webhook_message_detail)  # fmt: skip

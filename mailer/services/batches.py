@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -22,16 +22,9 @@ from mailer.errors import Conflict, InvalidInput
 from mailer.models import Email, EmailBatch, EmailStatus, ProviderConfig
 from mailer.validation import OutgoingEmail
 
-from .emails import (
-    IDEMPOTENCY_WINDOW,
-    _all_suppressed,
-    _email_row,
-    _initial_state,
-    email_finish,
-    email_try,
-    outcome_fields,
-)
+from .emails import IDEMPOTENCY_WINDOW, email_finish, email_try, outcome_fields, sync_retry
 from .enqueue import emails_enqueue
+from .outgoing import all_suppressed_reason, email_row, initial_state
 from .suppressions import bare, suppressed_among
 from .webhooks_out import webhooks_email_finished
 
@@ -42,10 +35,12 @@ _LOOKUP_CHUNK = 500  # addresses per suppression query (far below any database's
 
 @dataclass(frozen=True)
 class BatchEmail:
-    """A good item of a batch: the email, validated, and the provider it asks for first."""
+    """A good item of a batch: the email, validated, the provider it asks for first, and when
+    it is to be sent (None: now; see outgoing.schedule_time)."""
 
     outgoing: OutgoingEmail
     requested: ProviderConfig | None = None
+    send_at: datetime | None = None
 
 
 # An item as the caller read it: a BatchEmail to store, or the problem (a JSON object, the
@@ -189,12 +184,12 @@ def _rows(account, items: list[Item], *, queued: bool) -> tuple[list[dict], list
         out = item.outgoing
         recipients = {f: [a for a in getattr(out, f) if bare(a) not in dead] for f in _FIELDS}
         dropped = sorted({bare(a) for f in _FIELDS for a in getattr(out, f)} & dead)
-        state = _initial_state(queued=queued)
+        state = initial_state(queued=queued, send_at=item.send_at)
         entry: dict[str, Any] = {}
         if not any(recipients.values()):  # nobody left to send to: no provider is contacted
-            state = {"status": EmailStatus.FAILED, "failure_reason": _all_suppressed(dropped)}
+            state = {"status": EmailStatus.FAILED, "failure_reason": all_suppressed_reason(dropped)}
             entry["all_suppressed"] = True
-        row = _email_row(
+        row = email_row(
             account, out, requested_provider=item.requested, suppressed=dropped, **state
         )
         row.to, row.cc, row.bcc = recipients["to"], recipients["cc"], recipients["bcc"]
@@ -228,10 +223,8 @@ def _deliver_in_turn(emails: list[Email]) -> None:
             _hand_to_sweep(emails[position:])
             return
         delivery = email_try(email=email, budget=budget, suppressions_checked=True)
-        retry_at = None
-        if delivery.untried and delivery.accepted is None and not delivery.rejected:
-            retry_at = timezone.now()
-        email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=retry_at))
+        retry = sync_retry(delivery)
+        email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=retry))
 
 
 def _hand_to_sweep(emails: list[Email]) -> None:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import make_msgid
-from django.core.mail.utils import DNS_NAME
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from mailer import listcache, metrics
 from mailer.compose import build_message
 from mailer.delivery.breaker import breaker
-from mailer.delivery.failover import Attempt, Delivery, deliver
+from mailer.delivery.failover import PACED, Attempt, Delivery, deliver
+from mailer.delivery.pacing import pacer
 from mailer.delivery.pool import candidate_for
 from mailer.errors import Conflict
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
@@ -25,6 +23,7 @@ from mailer.providers.net import Deadline
 from mailer.validation import OutgoingEmail, validate
 
 from .enqueue import email_enqueue
+from .outgoing import all_suppressed_reason, email_row, initial_state
 from .suppressions import AllRecipientsSuppressed, without_suppressed
 from .webhooks_out import subscribed_endpoints, webhooks_email_finished
 
@@ -71,35 +70,6 @@ def failover_order(*, account, requested: ProviderConfig | None = None) -> list[
     return configs
 
 
-def _email_row(account, outgoing: OutgoingEmail, **fields) -> Email:
-    return Email(
-        account=account,
-        from_email=outgoing.from_email,
-        to=list(outgoing.to),
-        cc=list(outgoing.cc),
-        bcc=list(outgoing.bcc),
-        reply_to=list(outgoing.reply_to),
-        subject=outgoing.subject,
-        text=outgoing.text,
-        html=outgoing.html,
-        headers=dict(outgoing.headers),
-        metadata=dict(outgoing.metadata),
-        attachments=[
-            {
-                "filename": a.filename,
-                "content_type": a.content_type,
-                # As the client sent it when it came as base64 (the API), so it is not encoded
-                # again; the size is kept so that showing it decodes nothing.
-                "content": a.encoded or base64.b64encode(a.content).decode(),
-                "size": len(a.content),
-            }
-            for a in outgoing.attachments
-        ],
-        message_id=make_msgid(domain=DNS_NAME.get_fqdn()),
-        **fields,
-    )
-
-
 def _earlier_use(
     account, key: str, fingerprint: str, *, in_flight_ok: bool = False
 ) -> Email | None:
@@ -132,23 +102,6 @@ def _earlier_use(
     return earlier
 
 
-def _initial_state(*, queued: bool) -> dict[str, Any]:
-    """A new email's queue fields: `queued` and due now for a worker, or `sending`, claimed by
-    this process. Sync mode's claim has a short lease: the request's send ends within
-    SEND_BUDGET_SECONDS and its worker is killed at WEB_TIMEOUT, so past it the sweep knows this
-    process is gone."""
-    now = timezone.now()
-    if queued:
-        return {"status": EmailStatus.QUEUED, "next_attempt_at": now, "enqueued_at": now}
-    lease_end = now + timedelta(seconds=settings.SYNC_SENDING_LEASE_SECONDS)
-    return {
-        "status": EmailStatus.SENDING,
-        "tries": 1,
-        "claimed_at": now,
-        "lease_expires_at": lease_end,
-    }
-
-
 def email_create(
     *,
     account,
@@ -157,12 +110,15 @@ def email_create(
     idempotency_key: str = "",
     fingerprint: str = "",
     queued: bool = False,
+    send_at=None,
+    resent_from: Email | None = None,
 ) -> tuple[Email, bool]:
     """Validate and store an email; return (email, created).
 
-    Stored `queued` for a worker (due now), or else `sending`, claimed by this process for its
-    first try. With an idempotency key, a request already stored under it within the window is
-    returned instead (created False), or IdempotencyConflict raised. The unique constraint on
+    Stored `scheduled` until `send_at` (a time schedule_time() accepted), `queued` for a worker
+    (due now), or else `sending`, claimed by this process for its first try. With an
+    idempotency key, a request already stored under it within the window is returned instead
+    (created False), or IdempotencyConflict raised. The unique constraint on
     (account, idempotency_key) makes concurrent identical requests store exactly one email.
     Nothing is stored when validation fails. The list cache is the caller's to bump: once per
     email, when what the list shows is settled (email_send).
@@ -171,16 +127,17 @@ def email_create(
     recipients, suppressed = without_suppressed(
         account, {"to": list(outgoing.to), "cc": list(outgoing.cc), "bcc": list(outgoing.bcc)}
     )
-    state = _initial_state(queued=queued)
+    state = initial_state(queued=queued, send_at=send_at)
     if not any(recipients.values()):  # nobody left to send to: no provider is contacted
-        state = {"status": EmailStatus.FAILED, "failure_reason": _all_suppressed(suppressed)}
-    row = _email_row(
+        state = {"status": EmailStatus.FAILED, "failure_reason": all_suppressed_reason(suppressed)}
+    row = email_row(
         account,
         outgoing,
         requested_provider=requested_provider,
         idempotency_key=idempotency_key,
         request_fingerprint=fingerprint,
         suppressed=suppressed,
+        resent_from=resent_from,
         **state,
     )
     row.to, row.cc, row.bcc = recipients["to"], recipients["cc"], recipients["bcc"]
@@ -198,13 +155,6 @@ def email_create(
             continue
         return row, True
     raise IdempotencyInFlight("Idempotency-Key contention; retry the request.", email=row)
-
-
-def _all_suppressed(addresses: list[str]) -> str:
-    return (
-        f"Every recipient is on the suppression list ({', '.join(addresses)}); no provider "
-        "was contacted."
-    )
 
 
 def _drop_newly_suppressed(email: Email) -> bool:
@@ -257,7 +207,7 @@ def email_try(
     No transaction is held while providers are called: a slow provider must not lock the table.
     """
     if not suppressions_checked and not _drop_newly_suppressed(email):
-        return Delivery(blocked=_all_suppressed(email.suppressed))
+        return Delivery(blocked=all_suppressed_reason(email.suppressed))
     rows = [] if recorded is None else recorded
     configs = failover_order(
         account=email.account,
@@ -272,9 +222,19 @@ def email_try(
         on_attempt=lambda attempt: rows.append(_record_attempt(email, attempt)),
         interrupts=interrupts,
         budget=Deadline(budget),
+        pacer=pacer(),
+        pace_wait=settings.PACING_WAIT_SECONDS,
     )
     metrics.delivery_finished(delivery)
     return delivery
+
+
+def pacing_slot(delivery: Delivery) -> datetime | None:
+    """When an email that every provider's pacing turned away has room again (it waits for
+    that rather than failing); None when the try ended otherwise."""
+    if not delivery.waiting:
+        return None
+    return max(timezone.now(), datetime.fromtimestamp(delivery.paced_until, UTC))
 
 
 def sent_fields(config: ProviderConfig | None, kind: str, message_id: str, now) -> dict:
@@ -304,9 +264,14 @@ def outcome_fields(
         config = accepted.candidate.ref
         return fields | sent_fields(config, config.kind, accepted.message_id, now)
     if retry_at is not None:
+        reason = f"Try {email.tries} failed: {delivery.failure_reason}"
+        if delivery.waiting:
+            paced = [f"{a.candidate.label} {a.message}" for a in delivery.attempts
+                     if a.code == PACED]  # fmt: skip
+            reason = f"Waiting for a pacing slot: {'; '.join(paced)}."
         return fields | {
             "status": EmailStatus.QUEUED,
-            "failure_reason": f"Try {email.tries} failed: {delivery.failure_reason}",
+            "failure_reason": reason,
             "next_attempt_at": retry_at,
             "enqueued_at": None,  # the sweep enqueues it when it is due
         }
@@ -358,11 +323,17 @@ def email_deliver(*, email: Email) -> SendResult:
         recorded=recorded,
         suppressions_checked=True,
     )
-    retry_at = None
-    if delivery.untried and delivery.accepted is None and not delivery.rejected:
-        retry_at = timezone.now()
-    email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=retry_at))
+    email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=sync_retry(delivery)))
     return SendResult(email=email, delivery=delivery, attempts=tuple(recorded))
+
+
+def sync_retry(delivery: Delivery) -> datetime | None:
+    """After a try in a web request: when the sweep goes on with the email (queued) because
+    the budget ran out before every provider was tried, or every provider's pacing turned it
+    away; None when its outcome is final."""
+    if delivery.untried and delivery.accepted is None and not delivery.rejected:
+        return timezone.now()
+    return pacing_slot(delivery)
 
 
 def email_send(
@@ -372,10 +343,13 @@ def email_send(
     requested_provider: ProviderConfig | None = None,
     idempotency_key: str = "",
     fingerprint: str = "",
+    send_at=None,
+    resent_from: Email | None = None,
 ) -> SendResult:
     """Validate and store one email, then deliver it now (sync mode) or queue it for a worker
-    (DELIVERY_MODE=queue); or replay an idempotent request. The account's list cache is bumped
-    once: after the outcome is stored (sync), or once the queued email is committed."""
+    (DELIVERY_MODE=queue), or keep it `scheduled` until `send_at` (schedule_time()'s answer);
+    or replay an idempotent request. The account's list cache is bumped once: after the outcome
+    is stored (sync), or once the queued or scheduled email is committed."""
     queued = settings.DELIVERY_MODE == "queue"
     email, created = email_create(
         account=account,
@@ -384,6 +358,8 @@ def email_send(
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
         queued=queued,
+        send_at=send_at,
+        resent_from=resent_from,
     )
     if not created:
         return SendResult(email=email, delivery=None, replayed=True)
@@ -391,8 +367,9 @@ def email_send(
         listcache.bump(account.pk)
         webhooks_email_finished(email=email)
         raise AllRecipientsSuppressed(email)
-    if queued:
+    if email.status in (EmailStatus.QUEUED, EmailStatus.SCHEDULED):
         transaction.on_commit(lambda: listcache.bump(account.pk))  # once readers can see it
-        email_enqueue(email=email)
+        if email.status == EmailStatus.QUEUED:
+            email_enqueue(email=email)
         return SendResult(email=email, delivery=None)
     return email_deliver(email=email)

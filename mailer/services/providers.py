@@ -14,8 +14,10 @@ from mailer.delivery.failover import Attempt, deliver
 from mailer.delivery.pool import candidate_for
 from mailer.models import ProviderConfig
 from mailer.provider_settings import (
+    LIMIT_MOST,
     ProviderNameTaken,
     ProviderSettingsError,
+    clean_limit,
     clean_name,
     clean_priority,
     clean_provider,
@@ -38,14 +40,18 @@ def provider_config_create(
     priority: int | None = None,
     enabled: bool = True,
     trusted: bool = False,
+    max_per_second: int | None = None,
+    max_per_day: int | None = None,
 ) -> ProviderConfig:
     """Add a provider to the account, after the end of its failover order unless `priority`
-    says otherwise. Raises ProviderSettingsError naming each bad field (ProviderNameTaken when
-    the only problem is a name the account already uses). `trusted` is for an operator seeding
+    says otherwise, paced to `max_per_second` and `max_per_day` when given. Raises
+    ProviderSettingsError naming each bad field (ProviderNameTaken when the only problem is a
+    name the account already uses). `trusted` is for an operator seeding
     providers on loopback (setup_demo, tests, the bench): it skips the private-address rule for
     hosts, nothing else."""
     errors: dict[str, list[str]] = {}
     common = _clean_common({"name": name, "priority": priority}, errors)
+    common |= _clean_limits({"max_per_second": max_per_second, "max_per_day": max_per_day}, errors)
     if "name" not in common and "name" not in errors:
         errors["name"] = ["is required."]
     clean_settings, clean_secrets = {}, {}
@@ -85,13 +91,16 @@ def provider_config_update(
     priority: int | None = None,
     enabled: bool | None = None,
     trusted: bool = False,
+    limits: dict[str, int | None] | None = None,
 ) -> ProviderConfig:
     """Change the fields given (None leaves one as it is): `settings` replaces all settings of
     the kind (defaults fill the rest); `secrets` merge into the stored ones, and "" or None
-    removes one. The kind can't change. Validated as provider_config_create is. Closes the
+    removes one; `limits` sets the pacing limits it names (max_per_second, max_per_day; None
+    removes one). The kind can't change. Validated as provider_config_create is. Closes the
     provider's circuit."""
     errors: dict[str, list[str]] = {}
     common = _clean_common({"name": name, "priority": priority}, errors)
+    common |= _clean_limits(limits or {}, errors)
     clean_settings, clean_secrets = None, {}
     try:
         clean_settings, clean_secrets = clean_provider(
@@ -149,6 +158,18 @@ def _clean_common(fields: dict, errors: dict[str, list[str]]) -> dict:
             continue
         try:
             clean[name] = cleaner(fields[name])
+        except ValueError as exc:
+            errors[name] = [str(exc)]
+    return clean
+
+
+def _clean_limits(limits: dict, errors: dict[str, list[str]]) -> dict:
+    clean = {}
+    for name, value in limits.items():
+        if name not in LIMIT_MOST:
+            raise TypeError(f"no pacing limit {name!r}")
+        try:
+            clean[name] = clean_limit(name, value)
         except ValueError as exc:
             errors[name] = [str(exc)]
     return clean

@@ -22,8 +22,9 @@ from mailer.delivery.failover import Delivery
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 from mailer.vocabulary import Outcome
 
-from .emails import email_finish, email_try, outcome_fields, sent_fields
+from .emails import email_finish, email_try, outcome_fields, pacing_slot, sent_fields
 from .enqueue import chunk_time_limits, emails_enqueue
+from .schedule import emails_come_due
 from .webhooks_out import webhooks_sweep
 
 logger = logging.getLogger("mailer.queue")
@@ -52,22 +53,25 @@ def _span(seconds: float) -> str:
 
 def _gave_up(email: Email, now: datetime) -> str:
     tries = "1 try" if email.tries == 1 else f"{email.tries} tries"
-    return f"Gave up after {tries} over {_span((now - email.created_at).total_seconds())}: "
+    return f"Gave up after {tries} over {_span((now - email.starts_at).total_seconds())}: "
 
 
 def _expired(email: Email, now: datetime) -> bool:
-    return (now - email.created_at).total_seconds() >= settings.MAX_DELIVERY_AGE
+    return (now - email.starts_at).total_seconds() >= settings.MAX_DELIVERY_AGE
 
 
 def _next_step(email: Email, delivery: Delivery, now: datetime) -> tuple[datetime | None, str]:
     """(when to try again, or None when this try's outcome is final; the "gave up" preamble of
     the failure reason when retries ran out)."""
     tried = [a for a in delivery.attempts if a.outcome != Outcome.SKIPPED]
-    if delivery.accepted or not tried or tried[-1].outcome == Outcome.REJECTED:
+    slot = pacing_slot(delivery)  # every provider at its limit: it waits, it did not fail
+    if not slot and (delivery.accepted or not tried or tried[-1].outcome == Outcome.REJECTED):
         return None, ""
     if _expired(email, now):
         return None, _gave_up(email, now)
-    deadline = email.created_at + timedelta(seconds=settings.MAX_DELIVERY_AGE)
+    if slot:
+        return slot, ""
+    deadline = email.starts_at + timedelta(seconds=settings.MAX_DELIVERY_AGE)
     # The last try happens at the deadline rather than never.
     return min(now + timedelta(seconds=retry_delay(email.tries)), deadline), ""
 
@@ -252,9 +256,11 @@ def _due_ids(now: datetime, limit: int) -> list[int]:
 
 def emails_sweep(*, inline: bool = False, limit: int = 1000) -> SweepReport:
     """The durable outbox's sweep (Celery beat, or `manage.py deliver_pending`, once or with
-    `--loop`): take back tries whose lease ran out, then enqueue the due emails (or with
-    `inline`, as in sync mode, which has no broker: deliver them here, one try each, with the
-    same backoff between tries as queue mode); then the same for due webhook messages."""
+    `--loop`): take back tries whose lease ran out, queue the scheduled emails whose time has
+    come, then enqueue the due emails (or with `inline`, as in sync mode, which has no broker:
+    deliver them here, one try each, with the same backoff between tries as queue mode); then
+    the same for due webhook messages."""
+    emails_come_due(limit=limit)
     now = timezone.now()
     released = 0
     for email in _stale_sending(now, limit):

@@ -7,6 +7,7 @@ import mimetypes
 import re
 import secrets
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 from django.utils.html import escape
 
 from mailer.models import EmailStatus, ProviderConfig
@@ -81,8 +83,24 @@ def _addresses_field(label: str, *, required: bool = False, rows: int = 2) -> fo
     )
 
 
+class UTCDateTimeField(forms.DateTimeField):
+    """A date and time as a datetime-local input sends it ("2026-12-24T09:00"), read as UTC
+    whatever time zone is active: the page says UTC beside it."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+    def to_python(self, value) -> datetime | None:
+        with timezone.override(UTC):
+            found = super().to_python(value)
+        if found is not None and timezone.is_naive(found):
+            found = found.replace(tzinfo=UTC)
+        return found
+
+
 class SendForm(PageForm, forms.Form):
     service_fields = {"from": "from_email"}
+    # Errors of the services about the send itself, not the template's: they stay by their field.
+    send_fields = ("send_at",)
 
     from_email = forms.CharField(
         label="From",
@@ -122,6 +140,7 @@ class SendForm(PageForm, forms.Form):
     )
     attachments = MultipleFileField(label="Attachments", required=False)
     provider = forms.TypedChoiceField(label="Send through", coerce=int)
+    send_at = UTCDateTimeField(label="Send at (UTC)", required=False)
     # One per rendered form: sending the same form twice (a double click) sends once.
     submission = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
@@ -155,6 +174,11 @@ class SendForm(PageForm, forms.Form):
         files = settings.MAX_ATTACHMENTS
         self.fields["attachments"].help_text = f"Up to {files} files, about {limit} in all."
         self.fields["attachments"].widget.attrs["data-max-bytes"] = settings.MAX_MESSAGE_BYTES
+        self.fields["send_at"].help_text = (
+            f"Optional: send it later, at a time in UTC up to {settings.SCHEDULE_MAX_DAYS:g} days "
+            "ahead. Until then it waits as scheduled and can be canceled. Empty, or a time already "
+            "past, sends now."
+        )
 
     def clean_variables(self) -> dict[str, Any]:
         text = self.cleaned_data["variables"].strip()
@@ -197,6 +221,9 @@ class SendForm(PageForm, forms.Form):
         if self.cleaned_data.get("template") and error.errors:
             moved: dict[str, list[str]] = {}
             for key, found in error.errors.items():
+                if key in self.send_fields:
+                    moved.setdefault(key, []).extend(found)
+                    continue
                 field = "variables" if key.startswith("variables") else "template"
                 prefix = "" if key in ("template", "variables") else f"{key}: "
                 moved.setdefault(field, []).extend(prefix + message for message in found)
@@ -220,6 +247,11 @@ class SendForm(PageForm, forms.Form):
                 code="too_large",
             )
         return files
+
+    @property
+    def chosen_send_at(self) -> datetime | None:
+        """The time asked for, UTC-aware; mailer.services.outgoing.schedule_time judges it."""
+        return self.cleaned_data.get("send_at")
 
     @property
     def chosen_provider(self) -> ProviderConfig | None:

@@ -3,18 +3,24 @@ and what the providers reported after hand-off."""
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailer import selectors
 from mailer.errors import AppError
 from mailer.models import Email, EmailStatus
 from mailer.send_request import outgoing_email, request_fingerprint
 from mailer.services import IdempotencyConflict, email_send
-from mailer.services.suppressions import bare
+from mailer.services.outgoing import schedule_time
+from mailer.services.schedule import CANCELABLE, email_cancel, email_resend
+from mailer.services.suppressions import AllRecipientsSuppressed, bare
 from mailer.services.templates import template_render
 from mailer.vocabulary import EventType, Outcome
 
@@ -39,6 +45,12 @@ def _announce(request: HttpRequest, email_id: int) -> None:
         name = via.get("name") or via.get("kind")
         after = f" after {tries} attempts" if tries > 1 else ""
         messages.success(request, f"Sent{f' via {name}' if name else ''}{after}.")
+    elif email["status"] == EmailStatus.SCHEDULED:
+        messages.info(
+            request,
+            f"Scheduled for {email['send_at']:%-d %b %Y, %H:%M} UTC: it is sent then, and can "
+            "be canceled until then.",
+        )
     elif email["status"] == EmailStatus.FAILED:
         plural = "s" if tries != 1 else ""
         messages.error(
@@ -54,18 +66,22 @@ def _send(request: HttpRequest, form: SendForm) -> HttpResponse | None:
     """Send the valid form's email and redirect to it; None when it was refused (the errors
     are on the form)."""
     try:
+        send_at = schedule_time(form.chosen_send_at)
         values, template = form.email_values(), form.chosen_template
         if template is not None:
             rendered = template_render(account=request.user, **template)
             values |= {"subject": rendered.subject, "text": rendered.text, "html": rendered.html}
         outgoing = outgoing_email(**values)
-        fingerprint = request_fingerprint(outgoing, form.chosen_provider, template=template)
+        fingerprint = request_fingerprint(
+            outgoing, form.chosen_provider, template=template, send_at=send_at
+        )
         result = email_send(
             account=request.user,
             outgoing=outgoing,
             requested_provider=form.chosen_provider,
             idempotency_key=form.idempotency_key(fingerprint),
             fingerprint=fingerprint,
+            send_at=send_at,
         )
     except IdempotencyConflict as exc:  # the same form again while its email is being sent
         messages.info(request, "This form was already sent; here is its email.")
@@ -121,7 +137,7 @@ def listing(request: HttpRequest) -> HttpResponse:
     context = {
         "filters": filters,
         "filtered": any(chosen.values()),
-        "emails": page.results,
+        "emails": [{**row, "cancelable": row["status"] in CANCELABLE} for row in page.results],
         "count": page.count,
         "page": page,
         "query": query.urlencode(),
@@ -143,8 +159,72 @@ def detail(request: HttpRequest, email_id: int) -> HttpResponse:
     for attempt in detail["attempts"]:
         attempt["outcome_label"] = OUTCOMES.get(attempt["outcome"], attempt["outcome"])
     in_flight = detail["status"] in (EmailStatus.QUEUED, EmailStatus.SENDING)
-    context = {"email": detail, "in_flight": in_flight, "recipients": _per_recipient(detail)}
+    context = {
+        "email": detail,
+        "in_flight": in_flight,
+        "recipients": _per_recipient(detail),
+        "cancelable": detail["status"] in CANCELABLE,
+        "resend_submission": secrets.token_urlsafe(16),
+    }
     return render(request, "emails/detail.html", context)
+
+
+def _local_next(request: HttpRequest, fallback: str) -> str:
+    """Where a button's form asks to go back to (its page, with its query string): a path on
+    this site only; anything else, the fallback."""
+    target = request.POST.get("next", "")
+    local = target.startswith("/") and not target.startswith(("//", "/\\"))
+    if local and url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+        return target
+    return fallback
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, email_id: int) -> HttpResponse:
+    """Cancel a scheduled or queued email, then go back to the page the button was on."""
+    back = _local_next(request, reverse("emails"))
+    try:
+        if email_id > MAX_ID:
+            raise Email.DoesNotExist
+        email = email_cancel(account=request.user, email_id=email_id)
+    except Email.DoesNotExist:
+        raise Http404("No such email in your account.") from None
+    except AppError as exc:  # NotCancelable: its delivery started, or it is done
+        messages.error(request, exc.message)
+        return redirect(back)
+    subject = email.subject or "(no subject)"
+    messages.success(request, f"Canceled email #{email.pk} ({subject}): it will not be sent.")
+    return redirect(back)
+
+
+@login_required
+@require_POST
+def resend(request: HttpRequest, email_id: int) -> HttpResponse:
+    """Send a failed email again as a new one linked to it, and show the new one. The form's
+    submission makes a second click the same resend, not another."""
+    submission = request.POST.get("submission", "")[:64]
+    key = f"web:resend:{email_id}:{submission}" if submission else ""
+    try:
+        if email_id > MAX_ID:
+            raise Email.DoesNotExist
+        result = email_resend(account=request.user, email_id=email_id, idempotency_key=key)
+    except Email.DoesNotExist:
+        raise Http404("No such email in your account.") from None
+    except IdempotencyConflict as exc:  # the same button again while its resend is sent
+        messages.info(request, "This email was already resent; here is the resend.")
+        return redirect("email", email_id=exc.email.pk)
+    except AllRecipientsSuppressed as exc:  # stored failed: suppressed since the first send
+        messages.error(request, exc.message)
+        return redirect("email", email_id=exc.email.pk)
+    except AppError as exc:  # NotResendable: it did not fail
+        messages.error(request, exc.message)
+        return redirect("email", email_id=email_id)
+    if result.replayed:
+        messages.info(request, "This email was already resent; here is the resend.")
+    else:
+        _announce(request, result.email.pk)
+    return redirect("email", email_id=result.email.pk)
 
 
 def _event_row(event: dict) -> dict:

@@ -8,10 +8,24 @@ from typing import Any
 from django import forms
 
 from mailer.models import ProviderConfig
+from mailer.provider_settings import LIMIT_MOST
 from mailer.providers import specs
 from mailer.providers.spec import MAX_SECRET_LENGTH, KindSpec, Option
 
 from .forms import PageForm
+
+LIMITS = ("max_per_second", "max_per_day")
+
+
+def _limit_input(name: str, label: str, help_text: str) -> forms.IntegerField:
+    """A pacing limit: a whole number from 1, or blank for none (the services judge it too)."""
+    return forms.IntegerField(
+        label=label,
+        required=False,
+        min_value=1,
+        max_value=LIMIT_MOST[name],
+        help_text=help_text,
+    )
 
 
 def _secret_input(label: str) -> forms.CharField:
@@ -32,10 +46,27 @@ class ProviderForm(PageForm, forms.Form):
     kind: str = ""
     name = forms.CharField(max_length=100, help_text="Shown in lists; requests may name it.")
     enabled = forms.BooleanField(required=False, initial=True, label="Enabled (used for sending)")
+    max_per_second = _limit_input(
+        "max_per_second",
+        "Max per second",
+        "At most this many in any one second, across every process. Blank: no limit.",
+    )
+    max_per_day = _limit_input(
+        "max_per_day",
+        "Max per day",
+        "At most this many in any 24 hours (counted by the hour), e.g. a daily sending quota. "
+        "Blank: no limit.",
+    )
 
     def __init__(self, *args: Any, config: ProviderConfig | None = None, **kwargs: Any) -> None:
         if config is not None and "initial" not in kwargs:
-            kwargs["initial"] = {"name": config.name, "enabled": config.enabled, **config.settings}
+            limits = {name: getattr(config, name) for name in LIMITS}
+            kwargs["initial"] = {
+                "name": config.name,
+                "enabled": config.enabled,
+                **limits,
+                **config.settings,
+            }
         super().__init__(*args, **kwargs)
         self.config = config
         spec = specs()[self.kind]
@@ -45,6 +76,10 @@ class ProviderForm(PageForm, forms.Form):
         # Set or not set, shown beside each secret when editing (adding, nothing is stored).
         self.secrets_set = {n: n in stored for n in self.secret_names} if config else {}
         self._leave_required_to_services(spec, adding=config is None)
+        if spec.counts_recipients:  # SES: its quota is in recipients
+            counted = f" {spec.label} counts each recipient, not each email."
+            for name in LIMITS:
+                self.fields[name].help_text += counted
         for option in spec.secrets:
             field = self.fields[option.name]
             if option.name in stored:
@@ -82,7 +117,12 @@ class ProviderForm(PageForm, forms.Form):
             ("Provider", [self["name"], self["enabled"]]),
             ("Settings", [self[name] for name in self.setting_names]),
             ("Secrets (write-only)", [self[name] for name in self.secret_names]),
+            ("Pacing", [self[name] for name in LIMITS]),
         ]
+
+    def limits_data(self) -> dict[str, int | None]:
+        """Both pacing limits; None (a blank) is no limit, and removes a stored one."""
+        return {name: self.cleaned_data.get(name) for name in LIMITS}
 
     def settings_data(self) -> dict[str, Any]:
         """The settings to store; blanks are left out so the kind's defaults apply."""

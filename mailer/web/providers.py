@@ -17,6 +17,7 @@ from mailer.errors import AppError
 from mailer.models import ProviderConfig
 from mailer.providers import specs
 from mailer.selectors.providers import (
+    pacing_usage,
     provider_detail,
     provider_get,
     provider_list,
@@ -56,11 +57,30 @@ def _back_to(config: ProviderConfig) -> HttpResponse:
     return redirect(f"{reverse('providers')}#provider-{config.pk}")
 
 
-def _row(config: ProviderConfig, circuit_breaker: CircuitBreaker, base_url: str) -> dict[str, Any]:
+def pacing_text(pacing: dict[str, Any]) -> str:
+    """A provider's limits and its use of them, e.g. "3 / 5 a second · 120 / 200 a day
+    (rolling 24 h) · counts recipients"; its use is left out while it is unknown."""
+    usage = pacing["usage"]
+    parts = []
+    for limit, used, per in (("max_per_second", "last_second", "a second"),
+                             ("max_per_day", "last_day", "a day (rolling 24 h)")):  # fmt: skip
+        if pacing[limit]:
+            parts.append(f"{f'{usage[used]} / ' if usage else ''}{pacing[limit]} {per}")
+    if not parts:
+        return "no limits"
+    if pacing["counts"] == "recipients":
+        parts.append("counts recipients")
+    return " · ".join(parts)
+
+
+def _row(
+    config: ProviderConfig, circuit_breaker: CircuitBreaker, base_url: str, usage: dict
+) -> dict[str, Any]:
     fields = PROVIDER_FORMS[config.kind].base_fields
     spec = specs()[config.kind]
-    detail = provider_detail(config, breaker=circuit_breaker, base_url=base_url)
+    detail = provider_detail(config, breaker=circuit_breaker, base_url=base_url, usage=usage)
     detail["kind_label"] = spec.label
+    detail["pacing_text"] = pacing_text(detail["pacing"])
     url = detail["webhook_url"]
     detail["webhook_steps"] = [step.format(url=url) for step in spec.webhook_steps] if url else []
     detail["setting_items"] = [
@@ -76,7 +96,9 @@ def _row(config: ProviderConfig, circuit_breaker: CircuitBreaker, base_url: str)
 def listing(request: HttpRequest) -> HttpResponse:
     circuit_breaker = breaker()
     base_url = request.build_absolute_uri("/")
-    rows = [_row(c, circuit_breaker, base_url) for c in provider_list(account=request.user)]
+    configs = list(provider_list(account=request.user))
+    usage = pacing_usage(configs)  # one round trip for every provider's pacing counts
+    rows = [_row(c, circuit_breaker, base_url, usage) for c in configs]
     default = next((r["id"] for r in rows if r["enabled"]), None)
     return render(
         request,
@@ -128,6 +150,7 @@ def add(request: HttpRequest, kind: str) -> HttpResponse:
             enabled=form.cleaned_data["enabled"],
             settings=form.settings_data(),
             secrets=form.secrets_data(),
+            **form.limits_data(),
         )
 
     if request.method == "POST" and (config := _save(form, save)) is not None:
@@ -156,6 +179,7 @@ def edit(request: HttpRequest, provider_id: int) -> HttpResponse:
             enabled=form.cleaned_data["enabled"],
             settings=form.settings_data(),
             secrets=form.secrets_data() or None,
+            limits=form.limits_data(),
         )
 
     if request.method == "POST" and _save(form, save) is not None:

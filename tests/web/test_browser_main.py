@@ -143,6 +143,37 @@ def test_a_form_error_is_shown_beside_its_field_and_keeps_the_input(web, page, s
     screenshot(page, "main-send-error")
 
 
+def test_schedule_an_email_see_it_scheduled_in_the_list_and_cancel_it(web, page, smtp_server):
+    sink = smtp_server()
+    create_user(web, "yara")
+    add_smtp(web, "yara", "relay", sink.port)
+    page.add_init_script(script=CSP_LISTENER)
+    log_in(page, web, "yara")
+    page.goto(f"{web.url}/send/")
+    fill_send_form(page, to="zoe@example.org", subject="Next week", text="See you then.")
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+    page.get_by_label("Send at (UTC)").fill(when.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.wait_for_url(re.compile(r".*/emails/\d+/$"))
+    said = f"Scheduled for {when:%-d %b %Y, %H:%M} UTC"
+    expect(page.get_by_role("status").first).to_contain_text(said)
+    expect(page.locator("h1 + .status-badge")).to_have_text("scheduled")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sent emails").click()
+    row = page.get_by_role("row").filter(has_text="Next week")
+    expect(row.locator(".status-badge")).to_have_text("scheduled")
+    expect(row).to_contain_text(f"scheduled for {when:%-d %b %Y, %H:%M} UTC")
+    screenshot(page, "main-emails-list-scheduled")
+    row.get_by_role("button", name=re.compile(r"^Cancel")).click()
+    page.wait_for_url(f"{web.url}/emails/")
+    expect(page.get_by_role("status").first).to_contain_text("it will not be sent")
+    expect(row.locator(".status-badge")).to_have_text("canceled")
+    expect(row.get_by_role("button", name=re.compile(r"^Cancel"))).to_have_count(0)
+    assert sink.received == []
+    assert page.console_errors == [], page.console_errors
+    assert page.evaluate("window.cspViolations") == []
+
+
 def test_password_reset_mail_arrives_through_the_site_mailer_and_its_link_works(
     web, page, site_sink
 ):

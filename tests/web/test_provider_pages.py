@@ -106,7 +106,8 @@ def test_pages_follow_the_content_security_policy(web, account):
 def test_each_kind_has_exactly_its_fields_and_secrets_are_password_inputs(web, kind):
     form = PROVIDER_FORMS[kind]()
     spec = specs()[kind]
-    assert set(form.fields) == {"name", "enabled"} | {o.name for o in spec.settings + spec.secrets}
+    common = {"name", "enabled", "max_per_second", "max_per_day"}
+    assert set(form.fields) == common | {o.name for o in spec.settings + spec.secrets}
     response = web("get", f"/providers/add/{kind}/")
     for option in spec.secrets:
         tag = input_tag(response, option.name)

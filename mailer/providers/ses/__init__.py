@@ -32,6 +32,7 @@ SPEC = s.KindSpec(
     transport="mailer.providers.ses.transport:SesProvider",
     sent_via=1,
     legacy_name="amazon_SES",
+    counts_recipients=True,
     settings=(
         s.Option("region", s.region, label="AWS region", required=True, help="Like eu-west-1."),
         s.base_url_option(
