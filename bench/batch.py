@@ -41,7 +41,7 @@ def _repeat(bench, api: ApiClient, count: int, repeat: int) -> dict:
     """POST the batches with the workers running; time until the sink has every email."""
     workers = _workers(bench, repeat)
     batches = _batches(count, repeat)
-    before = bench.sink()["count"]
+    mark = drain.sink_mark(bench)
     started = time.monotonic()
     statuses: dict[int, int] = {}
     stored = 0
@@ -51,17 +51,17 @@ def _repeat(bench, api: ApiClient, count: int, repeat: int) -> dict:
         if answer.status_code == 202:
             stored += answer.json()["stored"]
     posted = time.monotonic() - started
-    done = drain.sink_has(bench, before + stored)
+    done = drain.sink_has(bench, mark["distinct"] + stored)
     deadline = started + 300
     while not done() and time.monotonic() < deadline:
         time.sleep(0.002)
     elapsed = time.monotonic() - started
     for worker in workers:
         bench.procs.stop(worker)
-    arrived = bench.sink()["count"] - before
+    arrived, duplicates = drain.arrivals(bench, mark)
     return {"emails": count, "stored": stored, "statuses": statuses, "post_seconds": posted,
             "seconds": elapsed, "rate": arrived / elapsed if elapsed else 0,
-            "arrived_at_sink": arrived}  # fmt: skip
+            "arrived_at_sink": arrived, "duplicates": duplicates}  # fmt: skip
 
 
 def _noop_rate(bench, redis, repeat: int) -> tuple[float, str]:
@@ -105,8 +105,9 @@ def run(bench) -> None:
         "noop_drain_rate": spread([r["noop_drain_rate"] for r in runs]),
         "ratio": spread([r["ratio"] for r in runs]),
     }
-    bad = [f"repeat {n}: the sink counted {r['arrived_at_sink']} of {r['emails']} emails"
-           for n, r in enumerate(runs, 1) if r["arrived_at_sink"] != r["emails"]]  # fmt: skip
+    bad = [f"repeat {n}: the sink counted {r['arrived_at_sink']} of {r['emails']} emails, "
+           f"{r['duplicates']} sent twice" for n, r in enumerate(runs, 1)
+           if r["arrived_at_sink"] != r["emails"] or r["duplicates"]]  # fmt: skip
     if bad:
         bench.results.setdefault("check_failures", {})["7"] = "; ".join(bad)
         bench.log(f"   CHECK FAILED: {bench.results['check_failures']['7']}")

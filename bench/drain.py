@@ -28,9 +28,23 @@ def rss_kib(process) -> dict[str, int]:
     return {str(pid): memory_kib(pid).get("VmRSS", 0) for pid in pids}
 
 
+def sink_mark(bench) -> dict:
+    """The sink's counters now, to measure a repeat's arrivals against (arrivals())."""
+    return bench.sink()
+
+
+def arrivals(bench, mark: dict) -> tuple[int, int]:
+    """Since `mark`: (distinct emails that arrived, copies of them beyond the first)."""
+    now = bench.sink()
+    distinct = now["distinct"] - mark["distinct"]
+    return distinct, now["count"] - mark["count"] - distinct
+
+
 def sink_has(bench, count: int):
-    """A `done` for timed(): the sink has counted `count` emails."""
-    return lambda: bench.sink()["count"] >= count
+    """A `done` for timed(): the sink has counted `count` distinct emails (by Message-ID: a
+    drain that sends some twice is done when every email arrived, not when the sink's count
+    reached the number, which duplicates would make it reach early)."""
+    return lambda: bench.sink()["distinct"] >= count
 
 
 def timed(redis, queue: str, total: int, done, *, timeout: float) -> dict:

@@ -54,16 +54,18 @@ def _noop_repeat(bench, redis, repeat: int) -> dict:
 
 def _app_repeat(bench, redis, queue: str, token: str, repeat: int) -> dict:
     """POST the emails (202) from 8 clients, then time their drain by 2 workers."""
-    before = bench.sink()["count"]
+    mark = drain.sink_mark(bench)
     enqueue = bench.load({"kind": "post", "token": token, "concurrency": 8,
                           "count": bench.sizes.queue_emails, "expect": 202})  # fmt: skip
     queued = enqueue["ok"]
     worker = _app_worker(bench, f"app{repeat}")
-    timed = drain.timed(redis, queue, queued, drain.sink_has(bench, before + queued), timeout=300)
+    done = drain.sink_has(bench, mark["distinct"] + queued)
+    timed = drain.timed(redis, queue, queued, done, timeout=300)
     rss = drain.rss_kib(worker)
     bench.procs.stop(worker)
-    arrived = bench.sink()["count"] - before
-    return {"enqueue": enqueue, "drain": timed, "arrived_at_sink": arrived, "worker_rss": rss}
+    arrived, duplicates = drain.arrivals(bench, mark)
+    return {"enqueue": enqueue, "drain": timed, "arrived_at_sink": arrived,
+            "duplicates": duplicates, "worker_rss": rss}  # fmt: skip
 
 
 def _check(bench, runs: list[dict]) -> None:
@@ -71,9 +73,10 @@ def _check(bench, runs: list[dict]) -> None:
     `sent`. A mismatch is a check failure (the run fails; the figures are still written)."""
     problems = []
     for n, r in enumerate(runs, 1):
-        if r["arrived_at_sink"] != r["enqueue"]["ok"]:
+        if r["arrived_at_sink"] != r["enqueue"]["ok"] or r["duplicates"]:
             problems.append(f"repeat {n}: the sink counted {r['arrived_at_sink']} of our "
-                            f"{r['enqueue']['ok']} emails")  # fmt: skip
+                            f"{r['enqueue']['ok']} emails, "
+                            f"{r['duplicates']} sent twice")  # fmt: skip
         peer = postoffice_peer.check(r["peer"], bench.sizes.queue_emails)
         if peer:
             problems.append(f"repeat {n}, django-post_office: {peer}")
@@ -112,8 +115,13 @@ def _log(bench, repeat: int, r: dict) -> None:
         f"({r['enqueue']['statuses']}), drain {r['drain']['rate']:.0f}/s; no-op publish "
         f"{r['noop_publish']['rate']:.0f}/s, no-op drain {r['noop_drain']['rate']:.0f}/s; "
         f"django-post_office queue {r['peer']['queue']['rate']:.0f}/s, drain "
-        f"{r['peer']['drain']['rate']:.0f}/s ({r['peer']['arrived_at_sink']} at the sink)"
+        f"{r['peer']['drain']['rate']:.0f}/s ({r['peer']['arrived_at_sink']} at the sink"
+        f"{_twice(r['peer'])})"
     )
+
+
+def _twice(peer: dict) -> str:
+    return f", {peer['duplicates']} of them sent twice" if peer.get("duplicates") else ""
 
 
 def run(bench) -> None:
@@ -133,12 +141,12 @@ def run(bench) -> None:
     bench.start_gunicorn(DELIVERY_MODE="queue")
     token = bench.accounts["queue"]["token"]
     # Warm up: the first requests and a first drain, which also proves queue mode delivers.
-    before = bench.sink()["count"]
+    mark = drain.sink_mark(bench)
     warm = bench.load({"kind": "post", "token": token, "concurrency": 8, "count": 40,
                        "expect": 202})  # fmt: skip
     worker = _app_worker(bench, "warmup")
-    drain.timed(redis, app_queue, warm["ok"], drain.sink_has(bench, before + warm["ok"]),
-                timeout=120)  # fmt: skip
+    drain.timed(redis, app_queue, warm["ok"],
+                drain.sink_has(bench, mark["distinct"] + warm["ok"]), timeout=120)  # fmt: skip
     bench.procs.stop(worker)
     peer_env = postoffice_peer.prepare(bench, redis)
     runs = []
@@ -166,7 +174,7 @@ def _profiled_pass(bench, redis, queue: str, token: str) -> None:
     out = bench.results_dir / "profile-enqueue.txt"
     recorder = profile.start(bench.gunicorn.pid, out, seconds=None)
     time.sleep(0.5)
-    before = bench.sink()["count"]
+    mark = drain.sink_mark(bench)
     enqueue = bench.load({"kind": "post", "token": token, "concurrency": 8,
                           "count": bench.sizes.queue_emails, "expect": 202})  # fmt: skip
     profile.stop(recorder)
@@ -175,8 +183,8 @@ def _profiled_pass(bench, redis, queue: str, token: str) -> None:
     time.sleep(3)  # the worker starts; the queue waits
     out = bench.results_dir / "profile-drain.txt"
     recorder = profile.start(worker.pid, out, seconds=None)
-    drain.timed(redis, queue, enqueue["ok"], drain.sink_has(bench, before + enqueue["ok"]),
-                timeout=300)  # fmt: skip
+    drain.timed(redis, queue, enqueue["ok"],
+                drain.sink_has(bench, mark["distinct"] + enqueue["ok"]), timeout=300)  # fmt: skip
     profile.stop(recorder)
     results["drain"] = profile.summarize(out)
     bench.procs.stop(worker)

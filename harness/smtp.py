@@ -15,6 +15,7 @@ import datetime
 import ipaddress
 import json
 import logging
+import re
 import signal
 import socket
 import ssl
@@ -103,19 +104,24 @@ class ScriptedHandler:
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     count: int = 0  # messages accepted (since the last reset)
+    # Distinct Message-IDs among them: a sender that sends a message twice counts once here.
+    distinct: int = 0
     first: float | None = None  # when the first and the last of them arrived (time.time())
     last: float | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._seen: set[bytes] = set()  # the Message-IDs counted in `distinct`
 
     def reset(self) -> None:
         with self._lock:
-            self.count, self.first, self.last = 0, None, None
+            self.count, self.distinct, self.first, self.last = 0, 0, None, None
+            self._seen.clear()
 
     def stats(self) -> dict:
         with self._lock:
-            return {"count": self.count, "first": self.first, "last": self.last}
+            return {"count": self.count, "distinct": self.distinct, "first": self.first,
+                    "last": self.last}  # fmt: skip
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         with self._lock:
@@ -145,8 +151,13 @@ class ScriptedHandler:
         if self.data_reply:
             return self.data_reply
         now = time.time()
+        message_id = _message_id(envelope.original_content or envelope.content or b"")
         with self._lock:
             self.count += 1
+            if message_id is None or message_id not in self._seen:
+                self.distinct += 1
+                if message_id is not None:
+                    self._seen.add(message_id)
             self.first = self.first or now
             self.last = now
             if self.keep:
@@ -158,6 +169,18 @@ class ScriptedHandler:
                     )
                 )
         return "250 2.0.0 Ok: queued"
+
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def _message_id(data: bytes | str) -> bytes | None:
+    """The Message-ID header's value in the message's header block (None: it has none)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    found = _MESSAGE_ID.search(head)
+    return found.group(1) if found else None
 
 
 class SmtpServer:

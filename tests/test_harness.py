@@ -71,3 +71,24 @@ def test_one_api_client_shape_in_process(client, account, smtp_sink):
     assert listed.json()["results"][0]["id"] == sent.json()["id"]
     assert api.with_token(None).get("/api/v1/emails").status_code == 401
     assert loopback_smtp(25) == {"host": "127.0.0.1", "port": 25, "security": "none"}
+
+
+def test_the_sink_counts_a_message_sent_twice_once_as_distinct():
+    """The bench times a drain to its last distinct email: a copy must not end it early."""
+    import smtplib
+
+    from harness.smtp import ScriptedHandler, SmtpServer
+
+    server = SmtpServer(ScriptedHandler(keep=False)).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            for message_id in ("<a@example.com>", "<b@example.com>", "<a@example.com>"):
+                body = f"Message-ID: {message_id}\r\nSubject: x\r\n\r\nBody\r\nMessage-ID: <z>"
+                client.sendmail("s@example.com", ["r@example.org"], body)
+            client.sendmail("s@example.com", ["r@example.org"], "Subject: no id\r\n\r\nx")
+        stats = server.handler.stats()
+        assert (stats["count"], stats["distinct"]) == (4, 3)
+        server.handler.reset()
+        assert (server.handler.stats()["count"], server.handler.stats()["distinct"]) == (0, 0)
+    finally:
+        server.stop()
