@@ -214,3 +214,43 @@ def test_a_refused_item_quoting_a_nul_or_a_lone_surrogate_is_remembered(api, que
         r.get("id") for r in first.json()["results"]
     ]
     assert Email.objects.count() == 1
+
+
+class _Died(BaseException):
+    """The web worker killed mid-batch (WEB_TIMEOUT, the OOM killer): nothing after it runs."""
+
+
+def test_a_sync_batch_whose_worker_dies_midway_is_finished_by_the_sweep_each_once(
+    api, settings, sink_provider, smtp_sink, monkeypatch
+):
+    from django.utils import timezone
+
+    from mailer.services import batches, emails_sweep
+
+    settings.DELIVERY_MODE = "sync"
+    real_try, tries = batches.email_try, []
+
+    def dies_on_the_third(**kwargs):
+        tries.append(kwargs["email"].pk)
+        if len(tries) == 3:
+            raise _Died
+        return real_try(**kwargs)
+
+    monkeypatch.setattr(batches, "email_try", dies_on_the_third)
+    with pytest.raises(_Died):
+        api.post(BATCH, {"emails": [item(i) for i in range(6)]})
+    assert len(smtp_sink.received) == 2
+    monkeypatch.setattr(batches, "email_try", real_try)
+
+    left = Email.objects.filter(status="sending")
+    assert left.count() == 4, "claimed by the dead request: the sweep waits for their lease"
+    assert emails_sweep(inline=True).released == 0  # their short lease still runs
+    left.update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    report = emails_sweep(inline=True)
+    assert (report.released, report.delivered) == (4, 4)
+
+    assert sorted(Email.objects.values_list("status", flat=True)) == ["sent"] * 6
+    subjects = [received.message["Subject"] for received in smtp_sink.received]
+    assert sorted(subjects) == [f"Order {i}" for i in range(6)], "each exactly once"
+    # What was in flight when it died may have reached the provider: flagged, not hidden.
+    assert Email.objects.get(pk=tries[2]).possible_duplicate
