@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import re
 import secrets
@@ -23,7 +22,7 @@ from mailer.templating import MAX_VARIABLES_BYTES
 from mailer.validation import Attachment, max_address_text
 from mailer.vocabulary import DeliveryState
 
-from .forms import PageForm
+from .forms import PageForm, template_variables
 
 _CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 
@@ -181,16 +180,10 @@ class SendForm(PageForm, forms.Form):
         )
 
     def clean_variables(self) -> dict[str, Any]:
-        text = self.cleaned_data["variables"].strip()
-        if not text:
-            return {}
         try:
-            variables = json.loads(text)
+            return template_variables(self.cleaned_data["variables"])
         except ValueError as exc:
-            raise ValidationError(f"Not JSON: {exc}.", code="json") from None
-        if not isinstance(variables, dict):
-            raise ValidationError('Give a JSON object: {"name": value, ...}.', code="object")
-        return variables
+            raise ValidationError(str(exc), code="json") from None
 
     def clean(self) -> dict[str, Any]:
         """A template, or a subject: a template replaces the subject and both bodies."""

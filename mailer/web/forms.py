@@ -4,9 +4,13 @@ and the pages' one map from application errors to form errors."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from mailer.errors import AppError
+from mailer.templating import MAX_VARIABLES_BYTES
+from mailer.validation import parse_json
 
 
 class BootstrapBoundField(forms.BoundField):
@@ -79,3 +83,23 @@ class PageForm:
                     self.add_error(field, message[:1].upper() + message[1:])
                 else:
                     self.add_error(None, message if message[:1].isupper() else f"{key}: {message}")
+
+
+def template_variables(raw: str) -> dict[str, Any]:
+    """A template's variables as typed on a page (the send form, the template preview): {}
+    when blank, else a JSON object of at most MAX_VARIABLES_BYTES. ValueError says what is
+    wrong, for the caller to show beside the field (too deep nesting included: never a
+    RecursionError)."""
+    text = raw.strip()
+    if not text:
+        return {}
+    if len(text.encode("utf-8", "replace")) > MAX_VARIABLES_BYTES:
+        raise ValueError(f"May be at most {MAX_VARIABLES_BYTES} bytes.")
+    try:
+        variables = parse_json(text)
+    except ValueError as exc:
+        message = str(exc).replace("The JSON body is", "This JSON is")
+        raise ValueError(message.replace("The body is", "This is")) from None
+    if not isinstance(variables, dict):
+        raise ValueError('Give a JSON object: {"name": value, ...}.')
+    return variables

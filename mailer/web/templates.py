@@ -23,9 +23,9 @@ from mailer.services.templates import (
     template_preview,
     template_update,
 )
-from mailer.templating import MAX_VARIABLES_BYTES, PARTS
-from mailer.validation import parse_json
+from mailer.templating import PARTS
 
+from .forms import template_variables
 from .template_forms import TemplateForm
 
 PAGE_SIZE = 25
@@ -59,14 +59,10 @@ def listing(request: HttpRequest) -> HttpResponse:
 
 
 def _variables(raw: str) -> dict[str, Any]:
-    """The sample variables typed on the page: {} when blank; InvalidInput naming
-    `variables` when they are not JSON (the services judge the rest)."""
-    if not raw.strip():
-        return {}
-    if len(raw.encode()) > MAX_VARIABLES_BYTES:
-        raise InvalidInput({"variables": [f"may be at most {MAX_VARIABLES_BYTES} bytes."]})
+    """The sample variables typed on the page; InvalidInput naming `variables` when they are
+    not a JSON object (the services judge the rest)."""
     try:
-        return parse_json(raw)
+        return template_variables(raw)
     except ValueError as exc:
         raise InvalidInput({"variables": [str(exc)]}) from None
 

@@ -52,7 +52,8 @@ def test_a_template_is_rendered_escaped_and_sent(client, member, smtp_sink):
     ("fields", "field", "fragment"),
     [
         ({"template": "welcome", "variables": "{}"}, "variables", "name"),
-        ({"template": "welcome", "variables": "{nope"}, "variables", "Not JSON"),
+        ({"template": "welcome", "variables": "{nope"}, "variables", "not valid JSON"),
+        ({"template": "welcome", "variables": "[" * 60_000}, "variables", "deep"),
         ({"template": "welcome", "variables": "[1]"}, "variables", "JSON object"),
         ({"template": "welcome", "subject": "Mine"}, "template", "replaces"),
         ({"template": "gone"}, "template", "not one of the available choices"),

@@ -118,6 +118,9 @@ def test_the_preview_endpoint_renders_the_form_as_a_send_would(web):
     assert "names starting with '_' are private" in unsafe["errors"]["html"][0]
     bad_json = web("post", f"{URL}preview/", {**FORM, "variables": "{first_name: 1"}).json()
     assert list(bad_json["errors"]) == ["variables"]
+    for hostile in ("[" * 60_000, "[1, 2]", "x" * 70_000):  # deep, not an object, too large
+        refused = web("post", f"{URL}preview/", {**FORM, "variables": hostile})
+        assert refused.status_code == 200 and list(refused.json()["errors"]) == ["variables"]
     assert web("get", f"{URL}preview/").status_code == 405
 
 
