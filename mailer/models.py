@@ -183,6 +183,13 @@ class Email(models.Model):
                 condition=Q(status="sending"),
                 name="email_sending_lease_end",
             ),
+            # A provider's event names its message id (mailer.services.events): found without
+            # walking the account's emails.
+            models.Index(
+                fields=["account", "provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="email_provider_message",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -225,7 +232,15 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["started_at", "id"]
-        indexes = [models.Index(fields=["provider", "started_at"])]
+        indexes = [
+            models.Index(fields=["provider", "started_at"]),
+            # An event for a message only an earlier attempt had (mailer.services.events).
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="attempt_provider_message",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider_name}: {self.outcome}"

@@ -12,6 +12,7 @@ from importlib import import_module
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from mailer import cacheguard, listcache
@@ -82,8 +83,8 @@ def events_ingest(*, token: str, request: WebhookRequest) -> IngestResult:
     provider stops retrying it."""
     config = None
     if _TOKEN.fullmatch(token):  # never a query with a NUL or an endless string in it
-        configs = ProviderConfig.objects.filter(webhook_token=token).select_related("account")
-        config = configs.first()
+        # The token is unique: no ordering, and no join (only account_id is read).
+        config = ProviderConfig.objects.filter(webhook_token=token).order_by().first()
     spec = specs().get(config.kind) if config is not None else None
     if config is None or spec is None or not spec.events:
         raise UnknownWebhook("No provider of this service has this webhook URL.")
@@ -154,7 +155,9 @@ def _store(config: ProviderConfig, parsed: list[Event]) -> IngestResult:
     if not parsed:
         return IngestResult()
     emails = _matching_emails(config, parsed)
-    endpoints = subscribed_endpoints(config.account_id)  # read once for every event
+    # Read once for every event, and only when an event is for one of the account's emails
+    # (an event for no email tells the account's endpoints nothing).
+    endpoints = subscribed_endpoints(config.account_id) if emails else []
     stored = duplicates = unmatched = 0
     touched: set[int] = set()
     for event in parsed:
@@ -190,19 +193,35 @@ def _matching_emails(config: ProviderConfig, parsed: list[Event]) -> dict:
     }
     message_ids = {e.provider_message_id for e in parsed if e.provider_message_id}
     found: dict = {}
-    account_emails = Email.objects.filter(account_id=config.account_id)
-    for email in account_emails.filter(pk__in=[int(i) for i in ids]):
-        found[str(email.pk)] = email
+    # No ordering (the model's default would be compiled into each query for nothing: most of
+    # a webhook request was building these queries, not running them).
+    account_emails = Email.objects.filter(account_id=config.account_id).order_by()
+    if ids:
+        for email in account_emails.filter(pk__in=[int(i) for i in ids]):
+            found[str(email.pk)] = email
     if message_ids:
-        by_message = account_emails.filter(provider_message_id__in=message_ids)
-        for email in by_message:
+        for email in by_message_id(account_emails, message_ids):
             found[("message", email.provider_message_id)] = email
-        attempts = DeliveryAttempt.objects.filter(
-            email__account_id=config.account_id, provider_message_id__in=message_ids
-        ).select_related("email")
-        for attempt in attempts:
-            found.setdefault(("message", attempt.provider_message_id), attempt.email)
+        # A message id only an earlier attempt had (a failed-over send): its email by id.
+        missing = message_ids - {key[1] for key in found if isinstance(key, tuple)}
+        via: dict[str, int] = {}
+        if missing:
+            attempts = by_message_id(DeliveryAttempt.objects.order_by(), missing)
+            attempts = attempts.filter(email__account_id=config.account_id)
+            via = dict(attempts.values_list("provider_message_id", "email_id"))
+        if via:
+            emails = account_emails.in_bulk(set(via.values()))
+            for message_id, email_id in via.items():
+                if email_id in emails:
+                    found.setdefault(("message", message_id), emails[email_id])
     return found
+
+
+def by_message_id(rows: QuerySet, message_ids: set[str]) -> QuerySet:
+    """`rows` (emails or attempts) with one of these provider message ids, through the partial
+    indexes on it (email_provider_message, attempt_provider_message): the query repeats their
+    condition, which SQLite needs to see before it uses a partial index."""
+    return rows.exclude(provider_message_id="").filter(provider_message_id__in=message_ids)
 
 
 def _insert(

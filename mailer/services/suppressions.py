@@ -72,7 +72,7 @@ def suppressed_among(account, addresses: Iterable[str]) -> set[str]:
     given = {bare(a): a for a in addresses}
     if not given:
         return set()
-    found = Suppression.objects.filter(_active(account), address__in=list(given))
+    found = Suppression.objects.filter(_active(account), address__in=list(given)).order_by()
     return {given[address] for address in found.values_list("address", flat=True)}
 
 

@@ -40,11 +40,8 @@ def iso(moment: datetime | float | None) -> str | None:
 
 def subscribed_endpoints(account_id: int) -> list[WebhookEndpoint]:
     """The account's enabled endpoints, in one indexed query (most accounts have none)."""
-    return list(
-        WebhookEndpoint.objects.filter(account_id=account_id, enabled=True).only(
-            "pk", "event_types"
-        )
-    )
+    endpoints = WebhookEndpoint.objects.filter(account_id=account_id, enabled=True)
+    return list(endpoints.order_by("pk").only("pk", "event_types"))
 
 
 def webhooks_emit(
