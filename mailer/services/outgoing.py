@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from mailer.errors import InvalidInput
 from mailer.models import Email, EmailStatus
-from mailer.validation import OutgoingEmail
+from mailer.send_request import outgoing_email
+from mailer.validation import Attachment, OutgoingEmail
 
 
 def email_row(account, outgoing: OutgoingEmail, **fields) -> Email:
@@ -44,6 +45,29 @@ def email_row(account, outgoing: OutgoingEmail, **fields) -> Email:
         ],
         message_id=make_msgid(domain=DNS_NAME.get_fqdn()),
         **fields,
+    )
+
+
+def outgoing_of(email: Email) -> OutgoingEmail:
+    """What a stored email sends, as an OutgoingEmail again (email_row's inverse: a resend),
+    validated as any new email is."""
+    return outgoing_email(
+        from_email=email.from_email,
+        to=email.to,
+        cc=email.cc,
+        bcc=email.bcc,
+        reply_to=email.reply_to,
+        subject=email.subject,
+        text=email.text,
+        html=email.html,
+        headers=email.headers,
+        metadata=email.metadata,
+        attachments=[
+            Attachment(
+                a["filename"], a["content_type"], base64.b64decode(a["content"]), a["content"]
+            )
+            for a in email.attachments
+        ],
     )
 
 

@@ -3,7 +3,6 @@ and sending a failed one again as a new email linked to it."""
 
 from __future__ import annotations
 
-import base64
 import logging
 
 from django.db import transaction
@@ -12,10 +11,9 @@ from django.utils import timezone
 from mailer import listcache
 from mailer.errors import Conflict
 from mailer.models import Email, EmailStatus
-from mailer.send_request import outgoing_email
-from mailer.validation import Attachment
 
 from .emails import SendResult, email_send
+from .outgoing import outgoing_of
 
 logger = logging.getLogger("mailer.services")
 
@@ -94,28 +92,10 @@ def email_resend(*, account, email_id: int, idempotency_key: str = "") -> SendRe
             f"Every recipient of email {email_id} was on the suppression list "
             f"({', '.join(original.suppressed)}); remove them from it and send a new email."
         )
-    outgoing = outgoing_email(
-        from_email=original.from_email,
-        to=original.to,
-        cc=original.cc,
-        bcc=original.bcc,
-        reply_to=original.reply_to,
-        subject=original.subject,
-        text=original.text,
-        html=original.html,
-        headers=original.headers,
-        metadata=original.metadata,
-        attachments=[
-            Attachment(
-                a["filename"], a["content_type"], base64.b64decode(a["content"]), a["content"]
-            )
-            for a in original.attachments
-        ],
-    )
     requested = original.requested_provider
     return email_send(
         account=account,
-        outgoing=outgoing,
+        outgoing=outgoing_of(original),
         requested_provider=requested if requested is not None and requested.enabled else None,
         idempotency_key=idempotency_key,
         fingerprint=f"resend:{original.pk}" if idempotency_key else "",
