@@ -560,6 +560,28 @@ def test_a_failed_bump_is_retried_and_its_account_read_from_the_database_meanwhi
     ]
 
 
+def test_pacing_while_redis_hangs_fails_open_within_one_timeout(private_cache, account, smtp_sink):
+    """A paced provider with a hung Redis: its limits can't be read, so sends go unpaced (mail
+    must not stop for the cache), each costs at most one socket timeout per retry window, and
+    the attempt is not held back or failed."""
+    from harness.factories import make_smtp_provider
+    from mailer.delivery.pacing import UNREACHABLE, Limits, pacer
+    from mailer.services import email_send
+    from tests.conftest import outgoing
+
+    config = make_smtp_provider(account, smtp_sink.port, max_per_second=1)
+    with private_cache.hung():
+        started = time.monotonic()
+        slots = [pacer().reserve(config.breaker_key, Limits(per_second=1)) for _ in range(50)]
+        assert time.monotonic() - started < 2  # one timeout, then the guard answers at once
+        assert all(slot.granted and slot.reason == UNREACHABLE for slot in slots)
+        assert pacer().usage([config.breaker_key]) == {}
+        sent = [email_send(account=account, outgoing=outgoing()).email for _ in range(3)]
+        assert time.monotonic() - started < SEND_SECONDS
+    assert [email.status for email in sent] == ["sent"] * 3
+    assert len(smtp_sink.received) == 3
+
+
 def test_pages_hold_previews_and_the_original_reads_whole_bodies_only_when_cut(
     client, account, settings
 ):
