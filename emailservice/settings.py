@@ -401,6 +401,10 @@ MAX_API_TOKENS_PER_ACCOUNT = env_int("MAX_API_TOKENS_PER_ACCOUNT", 20)
 # Each process remembers a token it authenticated this long: a token revoked elsewhere, or an
 # account deactivated, is refused everywhere within it (at once in the process that did it).
 TOKEN_CACHE_SECONDS = env_float("TOKEN_CACHE_SECONDS", 1.0)
+# Each process remembers what a send reads of its account (providers, webhook endpoints,
+# suppression answers), checked against the account's change stamps in Redis at each send: a
+# change is seen at once everywhere, and within this bound if its stamp was lost.
+ACCOUNT_CACHE_SECONDS = env_float("ACCOUNT_CACHE_SECONDS", 5.0)
 
 # Metrics (README: Metrics). GET /metrics in Prometheus' text format answers 404 unless a token
 # (`Authorization: Bearer`) or allowed networks (CIDRs, comma-separated) are set; with both,

@@ -9,4 +9,12 @@ class MailerConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for what they register: the system checks and the metrics' signal receivers.
-        from . import checks, metrics  # noqa: F401
+        from . import accountcache, checks, metrics  # noqa: F401
+        from .models import ProviderConfig, Suppression, WebhookEndpoint
+
+        accountcache.connect_signals(
+            {
+                accountcache.CONFIG: [ProviderConfig, WebhookEndpoint],
+                accountcache.SUPPRESSIONS: [Suppression],
+            }
+        )

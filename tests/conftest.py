@@ -7,6 +7,7 @@ from django.core.cache import cache
 
 from harness.api import ApiClient
 from harness.factories import make_account, make_provider, make_token, outgoing
+from mailer import accountcache
 from mailer.delivery.pool import provider_pool
 from mailer.services.tokens import token_cache_clear
 
@@ -26,12 +27,14 @@ pytest_plugins = [
 
 @pytest.fixture(autouse=True)
 def _clean_cache_and_pool():
-    """Circuit state, pooled provider connections and remembered tokens must not leak between
-    tests."""
+    """Circuit state, pooled provider connections, remembered tokens and account reads must
+    not leak between tests."""
     cache.clear()
     provider_pool.clear()
     token_cache_clear()
+    accountcache.clear()
     yield
+    accountcache.clear()
     token_cache_clear()
     provider_pool.clear()
     cache.clear()

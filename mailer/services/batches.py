@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mailer import listcache
+from mailer import accountcache, listcache
 from mailer.errors import Conflict, InvalidInput
 from mailer.models import Email, EmailBatch, EmailStatus, ProviderConfig
 from mailer.validation import OutgoingEmail
@@ -222,9 +222,10 @@ def _deliver_in_turn(emails: list[Email]) -> None:
         if budget <= 0:
             _hand_to_sweep(emails[position:])
             return
-        delivery = email_try(email=email, budget=budget, suppressions_checked=True)
-        retry = sync_retry(delivery)
-        email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=retry))
+        with accountcache.pinned(email.account_id):
+            delivery = email_try(email=email, budget=budget, suppressions_checked=True)
+            retry = sync_retry(delivery)
+            email_finish(email=email, fields=outcome_fields(email, delivery, retry_at=retry))
 
 
 def _hand_to_sweep(emails: list[Email]) -> None:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mailer import listcache, metrics
+from mailer import accountcache, listcache, metrics
 from mailer.compose import build_message
 from mailer.delivery.breaker import breaker
 from mailer.delivery.failover import PACED, Attempt, Delivery, deliver
@@ -64,7 +64,11 @@ class IdempotencyInFlight(IdempotencyConflict):
 
 def failover_order(*, account, requested: ProviderConfig | None = None) -> list[ProviderConfig]:
     """The account's enabled providers: the requested one first, then by priority."""
-    configs = list(ProviderConfig.objects.filter(account=account, enabled=True))
+    configs = accountcache.config(
+        account.pk,
+        "providers",
+        lambda: list(ProviderConfig.objects.filter(account=account, enabled=True)),
+    )
     if requested is not None:
         configs = [requested] + [c for c in configs if c.pk != requested.pk]
     return configs
@@ -349,18 +353,25 @@ def email_send(
     """Validate and store one email, then deliver it now (sync mode) or queue it for a worker
     (DELIVERY_MODE=queue), or keep it `scheduled` until `send_at` (schedule_time()'s answer);
     or replay an idempotent request. The account's list cache is bumped once: after the outcome
-    is stored (sync), or once the queued or scheduled email is committed."""
-    queued = settings.DELIVERY_MODE == "queue"
-    email, created = email_create(
-        account=account,
-        outgoing=outgoing,
-        requested_provider=requested_provider,
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
-        queued=queued,
-        send_at=send_at,
-        resent_from=resent_from,
-    )
+    is stored (sync), or once the queued or scheduled email is committed. What it reads of the
+    account (suppressions, providers, webhook endpoints) may come from this process's memory
+    (mailer.accountcache, pinned here)."""
+    with accountcache.pinned(account.pk):
+        email, created = email_create(
+            account=account,
+            outgoing=outgoing,
+            requested_provider=requested_provider,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            queued=settings.DELIVERY_MODE == "queue",
+            send_at=send_at,
+            resent_from=resent_from,
+        )
+        return _go_on(account, email, created)
+
+
+def _go_on(account, email: Email, created: bool) -> SendResult:
+    """After email_create: answer a replay, or deliver, queue or keep the new email."""
     if not created:
         return SendResult(email=email, delivery=None, replayed=True)
     if email.status == EmailStatus.FAILED:  # stored failed: every recipient is suppressed

@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 
-from mailer import crypto, listcache
+from mailer import accountcache, crypto, listcache
 from mailer.delivery.breaker import breaker
 from mailer.delivery.failover import Attempt, deliver
 from mailer.delivery.pool import candidate_for
@@ -263,4 +263,5 @@ def provider_move(*, config: ProviderConfig, direction: str) -> list[ProviderCon
         # bulk_update skips auto_now: the providers' settings did not change, so pooled
         # connections (keyed by updated_at) stay valid.
         ProviderConfig.objects.bulk_update(changed, ["priority"])
+        accountcache.changed(config.account_id, accountcache.CONFIG)  # bulk: no signals
     return order

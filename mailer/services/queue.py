@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from mailer import accountcache
 from mailer.delivery.failover import Delivery
 from mailer.models import DeliveryAttempt, Email, EmailStatus, ProviderConfig
 from mailer.vocabulary import Outcome
@@ -144,16 +145,17 @@ def email_process(*, email_id: int) -> str:
     email = email_claim(email_id=email_id)
     if email is None:
         return "not claimed"
-    try:
-        # The soft time limit stays the backstop; the budget ends the try before it, cleanly.
-        budget = settings.DELIVERY_TIME_LIMIT * 0.8
-        delivery = email_try(email=email, budget=budget, interrupts=(SoftTimeLimitExceeded,))
-    except SoftTimeLimitExceeded:
-        logger.warning("email %s: try %s hit the time limit", email.pk, email.tries)
-        return email_release(email=email, why="the try took longer than DELIVERY_TIME_LIMIT")
-    retry_at, gave_up = _next_step(email, delivery, timezone.now())
-    fields = outcome_fields(email, delivery, retry_at=retry_at, gave_up=gave_up)
-    email_finish(email=email, fields=fields)
+    with accountcache.pinned(email.account_id):  # its account's reads may come from memory
+        try:
+            # The soft time limit stays the backstop; the budget ends the try before it.
+            budget = settings.DELIVERY_TIME_LIMIT * 0.8
+            delivery = email_try(email=email, budget=budget, interrupts=(SoftTimeLimitExceeded,))
+        except SoftTimeLimitExceeded:
+            logger.warning("email %s: try %s hit the time limit", email.pk, email.tries)
+            return email_release(email=email, why="the try took longer than DELIVERY_TIME_LIMIT")
+        retry_at, gave_up = _next_step(email, delivery, timezone.now())
+        fields = outcome_fields(email, delivery, retry_at=retry_at, gave_up=gave_up)
+        email_finish(email=email, fields=fields)
     return email.status
 
 

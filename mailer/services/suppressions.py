@@ -13,11 +13,10 @@ from email.utils import parseaddr
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from mailer import listcache
+from mailer import accountcache, listcache
 from mailer.errors import AppError, InvalidInput, MessageTooLarge
 from mailer.models import DeliveryEvent, Email, Suppression
 from mailer.validation import check_address, control_character
@@ -63,17 +62,19 @@ def bare(address: str) -> str:
     return (parseaddr(address)[1] or address).strip().lower()
 
 
-def _active(account) -> Q:
-    return Q(account=account) & (Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-
-
 def suppressed_among(account, addresses: Iterable[str]) -> set[str]:
-    """Which of `addresses` (as given) are on the account's list now."""
+    """Which of `addresses` (as given) are on the account's list now (from this process's
+    memory within a unit of work mailer.accountcache pinned to the account)."""
     given = {bare(a): a for a in addresses}
     if not given:
         return set()
-    found = Suppression.objects.filter(_active(account), address__in=list(given)).order_by()
-    return {given[address] for address in found.values_list("address", flat=True)}
+    account_id = getattr(account, "pk", account)
+
+    def load(missing: list[str]) -> dict[str, datetime | None]:
+        entries = Suppression.objects.filter(account_id=account_id, address__in=missing)
+        return dict(entries.order_by().values_list("address", "expires_at"))
+
+    return {given[address] for address in accountcache.suppressed(account_id, given, load)}
 
 
 def without_suppressed(account, recipients: dict[str, list[str]]) -> tuple[dict, list[str]]:
@@ -294,6 +295,7 @@ def _store_imported(account, entries: list[tuple[str, str, datetime | None]]) ->
         for entry in renewed:
             entry.expires_at = wanted[entry.address][1]
         Suppression.objects.bulk_update(renewed, ["expires_at"])
+        accountcache.changed(account.pk, accountcache.SUPPRESSIONS)  # bulk: no signals
         added += len(new)
     return added
 

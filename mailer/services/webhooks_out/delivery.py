@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from mailer import accountcache
 from mailer.models import WebhookEndpoint, WebhookMessage
 from mailer.providers.base import ProviderError
 from mailer.providers.httpclient import HttpClient
@@ -196,6 +197,7 @@ def _disable_if_failing_too_long(endpoint: WebhookEndpoint, now: datetime) -> No
     )
     if not disabled:
         return
+    accountcache.changed(endpoint.account_id, accountcache.CONFIG)  # an update: no signals
     WebhookMessage.objects.filter(endpoint=endpoint, status=WebhookStatus.PENDING).update(
         next_attempt_at=None, enqueued_at=None
     )  # paused until it is enabled again

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from emailservice.celery import app as celery_app
+from mailer import accountcache
 from mailer.models import WebhookEndpoint, WebhookMessage
 from mailer.vocabulary import WebhookStatus
 
@@ -41,7 +42,9 @@ def iso(moment: datetime | float | None) -> str | None:
 def subscribed_endpoints(account_id: int) -> list[WebhookEndpoint]:
     """The account's enabled endpoints, in one indexed query (most accounts have none)."""
     endpoints = WebhookEndpoint.objects.filter(account_id=account_id, enabled=True)
-    return list(endpoints.order_by("pk").only("pk", "event_types"))
+    return accountcache.config(
+        account_id, "endpoints", lambda: list(endpoints.order_by("pk").only("pk", "event_types"))
+    )
 
 
 def webhooks_emit(
