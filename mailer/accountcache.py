@@ -117,10 +117,12 @@ _pin: ContextVar[_Pin | None] = ContextVar("accountcache_pin", default=None)
 
 
 @dataclass
-class _Stamps:
-    """A mailer.roundtrip rider: the account's stamps, one GET each."""
+class Stamps:
+    """A mailer.roundtrip rider: the account's stamps, one GET each. An API request reads them
+    in its rate limit's round trip (mailer.api.auth prefetch) and hands them to `pinned`."""
 
     account_id: int
+    state: str = "unread"  # "read", or "failed" when Redis could not answer
     found: dict[str, Any] | None = None
 
     def queue(self, pipe: Any, codec: Any) -> None:
@@ -128,25 +130,26 @@ class _Stamps:
             pipe.get(codec.make_key(_key(self.account_id, part)))
 
     def take(self, replies: list[Any], codec: Any) -> None:
+        self.state = "read"
         self.found = {
             part: None if reply is None else codec.decode(reply)
             for part, reply in zip(PARTS, replies, strict=True)
         }
 
     def failed(self) -> None:
-        self.found = None
+        self.state = "failed"
 
 
 @contextmanager
-def pinned(account_id: int) -> Iterator[None]:
+def pinned(account_id: int, read: Stamps | None = None) -> Iterator[None]:
     """Within: the account's reads below may come from this process's memory, checked against
-    its stamps read once here. Without django-redis, or when Redis can't answer, they all go to
-    the database."""
-    pin = None
-    if roundtrip.codec() is not None:
-        rider = _Stamps(account_id)
-        if roundtrip.run("reading an account's change stamps", [rider]) and rider.found:
-            pin = _Pin(account_id, rider.found)
+    its stamps, read once here (or given: `read`, read by this request before anything else of
+    the account). Without django-redis, or when Redis can't answer, they all go to the
+    database."""
+    stamps = read if read is not None and read.account_id == account_id else Stamps(account_id)
+    if stamps.state == "unread" and roundtrip.codec() is not None:
+        roundtrip.run("reading an account's change stamps", [stamps])
+    pin = _Pin(account_id, stamps.found) if stamps.state == "read" and stamps.found else None
     token = _pin.set(pin)
     try:
         yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from django.core.cache import cache
 
 from harness.api import ApiClient
@@ -71,3 +72,17 @@ def _quiet_smtp_server_logs():
 def api(client, account, db) -> ApiClient:
     """The API in process, authenticated as `account`."""
     return ApiClient.django(client, make_token(account))
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """Counts the writes redis-py sends (a command, or a whole pipeline, is one)."""
+    sent: list[bytes] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, *args, **kwargs):
+        sent.append(command)
+        return original(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent

@@ -6,7 +6,7 @@ from ninja import Header, Query, Router, Schema, Status
 from pydantic import ValidationError as PydanticValidationError
 from pydantic import ValidationInfo, field_validator
 
-from mailer import listcache, selectors
+from mailer import accountcache, listcache, selectors
 from mailer.models import EmailStatus
 from mailer.selectors import cursors
 from mailer.selectors.emails import email_list_lookup
@@ -38,6 +38,9 @@ STATUS_OF = {EmailStatus.SENT: 201, EmailStatus.FAILED: 502}
     response={201: EmailOut, 202: EmailOut, 502: EmailOut, **ERRORS},
     summary="Send an email",
     by_alias=True,
+    # What the send reads of the account is checked against its change stamps, read in the
+    # rate limit's round trip (mailer.accountcache).
+    auth=BearerToken(prefetch=lambda request, account_id: accountcache.Stamps(account_id)),
 )
 def send_email(
     request,
@@ -67,6 +70,7 @@ def send_email(
         idempotency_key=key,
         fingerprint=send.fingerprint() if key else "",
         send_at=send.send_at,
+        account_stamps=getattr(request, "prefetched", None),
     )
     return _send_answer(request, response, result)
 

@@ -349,14 +349,16 @@ def email_send(
     fingerprint: str = "",
     send_at=None,
     resent_from: Email | None = None,
+    account_stamps: accountcache.Stamps | None = None,
 ) -> SendResult:
     """Validate and store one email, then deliver it now (sync mode) or queue it for a worker
     (DELIVERY_MODE=queue), or keep it `scheduled` until `send_at` (schedule_time()'s answer);
     or replay an idempotent request. The account's list cache is bumped once: after the outcome
     is stored (sync), or once the queued or scheduled email is committed. What it reads of the
     account (suppressions, providers, webhook endpoints) may come from this process's memory
-    (mailer.accountcache, pinned here)."""
-    with accountcache.pinned(account.pk):
+    (mailer.accountcache, pinned here; `account_stamps`: its stamps, when the request has read
+    them already)."""
+    with accountcache.pinned(account.pk, account_stamps):
         email, created = email_create(
             account=account,
             outgoing=outgoing,

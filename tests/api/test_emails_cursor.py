@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis.connection
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -216,20 +215,6 @@ def test_an_older_page_of_an_exact_count_is_walked_from_the_oldest_end(account):
 
 
 # One round trip ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def round_trips(monkeypatch):
-    """Counts the writes redis-py sends (a command, or a whole pipeline, is one)."""
-    sent: list[bytes] = []
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, *args, **kwargs):
-        sent.append(command)
-        return original(self, command, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    return sent
 
 
 def test_a_cached_list_is_one_redis_round_trip_and_no_sql(api, account, round_trips):

@@ -167,3 +167,28 @@ def test_memory_is_bounded(account, monkeypatch):
     with accountcache.pinned(account.pk):
         suppressed_among(account, [f"a{n}@example.org" for n in range(50)])
     assert len(accountcache._suppressions._items) == 10
+
+
+def test_an_api_send_reads_the_stamps_in_its_rate_limit_round_trip(
+    api, account, smtp_sink, round_trips
+):
+    """No round trip of its own: the stamps ride with the rate limit's count, and the send's
+    account reads come from memory from the second send on."""
+    from harness.factories import make_smtp_provider
+
+    make_smtp_provider(account, smtp_sink.port)
+    body = {"from": "a@example.com", "to": "b@example.org", "subject": "Hi", "text": "Hello."}
+    assert api.post("/api/v1/emails", body).status_code == 201
+    round_trips.clear()
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post("/api/v1/emails", body).status_code == 201
+    with_stamps = [sent for sent in round_trips if b"account:config:" in _joined(sent)]
+    assert len(with_stamps) == 1
+    assert b"rl:api:" in _joined(with_stamps[0])  # the rate limit's round trip
+    tables = " ".join(q["sql"] for q in queries)
+    for table in ("mailer_providerconfig", "mailer_suppression", "mailer_webhookendpoint"):
+        assert table not in tables
+
+
+def _joined(packed) -> bytes:
+    return packed if isinstance(packed, bytes) else b"".join(bytes(part) for part in packed)
