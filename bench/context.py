@@ -122,11 +122,15 @@ class Bench:
         self.accounts: dict[str, dict] = {}
         lister = get_user_model().objects.get(username="lister")
         self.accounts["lister"] = {"user": lister, "token": make_token(lister)}
-        for name in ("sender", "healthy", "failover", "queue"):
+        for name in ("sender", "healthy", "failover", "queue", "floor"):
             user = make_account(name)
             self.accounts[name] = {"user": user, "token": make_token(user)}
         smtp(self.accounts["sender"]["user"], "sink", self.sink_port, 10)
         smtp(self.accounts["queue"]["user"], "sink", self.sink_port, 10)
+        # Items 1 and 4's durable floor (bench/floor.py): its own account, so the others' rows
+        # are unchanged; its view and workers find it by this variable.
+        smtp(self.accounts["floor"]["user"], "sink", self.sink_port, 10)
+        self.env["BENCH_FLOOR_ACCOUNT_ID"] = str(self.accounts["floor"]["user"].pk)
         smtp(self.accounts["healthy"]["user"], "sink", self.sink_port, 10)
         smtp(self.accounts["healthy"]["user"], "sink-2", self.sink_port, 20)
         self.blackhole = smtp(self.accounts["failover"]["user"], "hole", self.blackhole_port, 10)

@@ -9,7 +9,8 @@ latency), "smtp" (the raw smtplib baseline: one connection, one message after an
 Basic-authenticated, to a webhook URL from N threads for a time, about 1 in 10 a repeat of an
 earlier record), "trivial" (GET /bench/trivial the same way: the webhook figure's baseline) and
 "postoffice" (queue emails with django-post_office's mail.send from N threads: item 4's peer,
-run with its settings module).
+run with its settings module) and "floor_queue" (store emails `queued` and publish their
+`bench.floor_send` tasks from N threads: item 4's durable floor, bench/floor_queue.py).
 """
 
 from __future__ import annotations
@@ -257,6 +258,12 @@ def job_postoffice(job: dict) -> dict:
     return {"ok": sum(queued), "seconds": elapsed, "rate": sum(queued) / elapsed}
 
 
+def job_floor_queue(job: dict) -> dict:
+    from bench.floor_queue import queue_job
+
+    return queue_job(job, email_payload)
+
+
 def _concurrently(job: dict, call) -> dict:
     """`call(n)` -> (status, body) from `concurrency` threads, n = 1, 2, ..., until `seconds`
     have passed; the rate and latencies of the answers with status `expect` (200)."""
@@ -384,6 +391,7 @@ JOBS = {
     "webhook": job_webhook,
     "trivial": job_trivial,
     "postoffice": job_postoffice,
+    "floor_queue": job_floor_queue,
 }
 
 if __name__ == "__main__":
