@@ -25,6 +25,11 @@ def new_webhook_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+# The largest id the database can hold: a larger one names no row, and SQLite can't even
+# compare it (every lookup by an id from outside checks it first).
+MAX_ID = 2**63 - 1
+
+
 class ProviderConfig(models.Model):
     """One provider an account can send through. Failover order is ascending `priority`."""
 

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 from ninja import Field, Schema
 from pydantic import ConfigDict, field_validator
 
+from mailer.models import MAX_ID
 from mailer.providers import specs
 from mailer.validation import control_character
 from mailer.vocabulary import CircuitState, DeliveryState, EmailStatus, EventType, Outcome
 
 # Ids are 64-bit in every database we run on; larger numbers are a 422, not a database error.
-DbId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def _as_list(value: Any) -> Any:

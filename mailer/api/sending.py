@@ -65,8 +65,9 @@ def _bodies(account, payload: EmailIn) -> dict[str, str]:
             {"template": ["a template replaces subject, text and html: give one or the other"]},
             message="Send either a template or subject/text/html, not both.",
         )
-    rendered = template_render(account=account, name=payload.template, variables=payload.variables)
-    return {"subject": rendered.subject, "text": rendered.text, "html": rendered.html}
+    return template_render(
+        account=account, name=payload.template, variables=payload.variables
+    ).parts()
 
 
 def _outgoing(account, payload: EmailIn) -> OutgoingEmail:

@@ -14,7 +14,14 @@ from django.db.models.functions import Substr
 
 from mailer import cacheguard, listcache, metrics
 from mailer.errors import InvalidInput
-from mailer.models import DeliveryAttempt, DeliveryEvent, Email, EmailStatus, ProviderConfig
+from mailer.models import (
+    MAX_ID,
+    DeliveryAttempt,
+    DeliveryEvent,
+    Email,
+    EmailStatus,
+    ProviderConfig,
+)
 
 from . import cursors
 from .cursors import Position
@@ -172,6 +179,8 @@ EVENTS_WITH_PROVIDERS = DeliveryEvent.objects.select_related("provider")
 
 def email_get(*, account, email_id: int) -> Email:
     """One email of this account with its attempts; Email.DoesNotExist for anyone else's."""
+    if not 0 < email_id <= MAX_ID:
+        raise Email.DoesNotExist
     return (
         Email.objects.select_related("requested_provider", "sent_via")
         .prefetch_related(

@@ -11,14 +11,11 @@ from django.conf import settings
 from mailer.delivery.breaker import Circuit, CircuitBreaker
 from mailer.delivery.pacing import Usage, pacer
 from mailer.errors import InvalidInput
-from mailer.models import ProviderConfig
+from mailer.models import MAX_ID, ProviderConfig
 from mailer.providers import specs
 from mailer.validation import check_address
 
 logger = logging.getLogger("mailer.selectors")
-
-# Ids the database can hold: a larger one can't exist, and SQLite would raise for it.
-_MAX_ID = 2**63 - 1
 
 
 def provider_resolve(*, account, ref: int | str) -> ProviderConfig | None:
@@ -85,7 +82,7 @@ def provider_test_addresses(
 
 def provider_get(*, account, provider_id: int) -> ProviderConfig:
     """One provider of this account; ProviderConfig.DoesNotExist for any other id."""
-    if not 0 < provider_id <= _MAX_ID:
+    if not 0 < provider_id <= MAX_ID:
         raise ProviderConfig.DoesNotExist
     return ProviderConfig.objects.select_related("account").get(account=account, pk=provider_id)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from mailer.models import ApiToken
-
-from .providers import _MAX_ID
+from mailer.models import MAX_ID, ApiToken
 
 
 def token_list(*, account) -> list[ApiToken]:
@@ -14,7 +12,7 @@ def token_list(*, account) -> list[ApiToken]:
 
 def token_get(*, account, token_id: int) -> ApiToken:
     """One token of this account; ApiToken.DoesNotExist for any other id."""
-    if not 0 < token_id <= _MAX_ID:
+    if not 0 < token_id <= MAX_ID:
         raise ApiToken.DoesNotExist
     return ApiToken.objects.get(account=account, pk=token_id)
 

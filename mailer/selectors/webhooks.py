@@ -6,10 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mailer.models import WebhookEndpoint, WebhookMessage
+from mailer.models import MAX_ID, WebhookEndpoint, WebhookMessage
 
 from .pages import Page, numbered_page
-from .providers import _MAX_ID
 
 MAX_PAGE_SIZE = 100
 
@@ -20,7 +19,7 @@ def webhook_endpoint_list(*, account) -> list[WebhookEndpoint]:
 
 def webhook_endpoint_get(*, account, endpoint_id: int) -> WebhookEndpoint:
     """One endpoint of this account; WebhookEndpoint.DoesNotExist for any other id."""
-    if not 0 < endpoint_id <= _MAX_ID:
+    if not 0 < endpoint_id <= MAX_ID:
         raise WebhookEndpoint.DoesNotExist
     return WebhookEndpoint.objects.get(account=account, pk=endpoint_id)
 
@@ -30,7 +29,7 @@ def webhook_message_get(*, endpoint: WebhookEndpoint, ref: str | int) -> Webhook
     WebhookMessage.DoesNotExist for anything else."""
     ref = str(ref)
     messages = WebhookMessage.objects.filter(endpoint=endpoint).select_related("endpoint")
-    if ref.isascii() and ref.isdigit() and 0 < int(ref) <= _MAX_ID:
+    if ref.isascii() and ref.isdigit() and 0 < int(ref) <= MAX_ID:
         return messages.get(pk=int(ref))
     if re.fullmatch(r"msg_[A-Za-z0-9_-]{1,36}", ref):  # never a NUL into a query
         return messages.get(msg_id=ref)

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from mailer import accountcache, cacheguard, listcache
+from mailer import cacheguard, listcache
 from mailer.errors import AppError, InvalidInput
 from mailer.models import DeliveryAttempt, DeliveryEvent, Email, ProviderConfig, WebhookEndpoint
 from mailer.providers import specs
@@ -80,44 +80,11 @@ def events_ingest(*, token: str, request: WebhookRequest) -> IngestResult:
     UnknownWebhook (no such config), WebhookUnauthenticated (not signed as the provider signs,
     stale, replayed: nothing stored) or InvalidInput (signed but unreadable) when it is refused.
     A well-signed event for no email of the account is stored unmatched and logged, so the
-    provider stops retrying it.
-
-    What it reads of the config's account (the config, its endpoints) may come from this
-    process's memory (mailer.accountcache), pinned to the account this process last saw the
-    token belong to; a token never seen, or unknown, is looked up in the database."""
-    if not _TOKEN.fullmatch(token):  # never a query with a NUL or an endless string in it
-        raise UnknownWebhook("No provider of this service has this webhook URL.")
-    account_id = _token_accounts.get(token)
-    if account_id is None:
-        return _ingest(request, _config_by_token(token))
-    with accountcache.pinned(account_id):
-        found = accountcache.config(account_id, f"webhook:{token}", lambda: _configs(token))
-        return _ingest(request, found[0] if found else None)
-
-
-def _configs(token: str) -> list[ProviderConfig]:
-    config = _config_by_token(token)
-    return [config] if config is not None else []
-
-
-def _config_by_token(token: str) -> ProviderConfig | None:
-    """The token is unique: no ordering, and no join (only account_id is read). The account
-    of a config found is remembered for the token's next request (bounded)."""
-    config = ProviderConfig.objects.filter(webhook_token=token).order_by().first()
-    if config is not None:
-        _token_accounts[token] = config.account_id
-        while len(_token_accounts) > _TOKENS_REMEMBERED:
-            _token_accounts.pop(next(iter(_token_accounts)), None)
-    return config
-
-
-# Webhook token -> its config's account, as this process last read it: a hint of which
-# account to pin (a token's config never changes accounts; a stale hint finds no config).
-_token_accounts: dict[str, int] = {}
-_TOKENS_REMEMBERED = 1024
-
-
-def _ingest(request: WebhookRequest, config: ProviderConfig | None) -> IngestResult:
+    provider stops retrying it."""
+    config = None
+    if _TOKEN.fullmatch(token):  # never a query with a NUL or an endless string in it
+        # The token is unique: no ordering, and no join (only account_id is read).
+        config = ProviderConfig.objects.filter(webhook_token=token).order_by().first()
     spec = specs().get(config.kind) if config is not None else None
     if config is None or spec is None or not spec.events:
         raise UnknownWebhook("No provider of this service has this webhook URL.")

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from mailer import listcache
 from mailer.errors import Conflict
-from mailer.models import Email, EmailStatus
+from mailer.models import MAX_ID, Email, EmailStatus
 
 from .emails import SendResult, email_send
 from .outgoing import outgoing_of
@@ -56,6 +56,8 @@ def email_cancel(*, account, email_id: int) -> Email:
     Email.DoesNotExist for an id of nothing or of another account; NotCancelable once a try
     has started or it is done. One conditional UPDATE decides, so a claim or the sweep racing
     it either took the email first (409) or never will."""
+    if not 0 < email_id <= MAX_ID:
+        raise Email.DoesNotExist
     now = timezone.now()
     with transaction.atomic():
         canceled = Email.objects.filter(account=account, pk=email_id, status__in=CANCELABLE).update(
@@ -82,6 +84,8 @@ def email_resend(*, account, email_id: int, idempotency_key: str = "") -> SendRe
     any new email is (now in sync mode, queued in queue mode; suppressions checked again).
     Email.DoesNotExist for an id of nothing or of another account; NotResendable unless the
     original failed and has a recipient."""
+    if not 0 < email_id <= MAX_ID:
+        raise Email.DoesNotExist
     original = Email.objects.select_related("requested_provider").get(account=account, pk=email_id)
     if original.status not in RESENDABLE:
         raise NotResendable(

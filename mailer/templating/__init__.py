@@ -101,6 +101,10 @@ class Rendered:
     text: str
     html: str
 
+    def parts(self) -> dict[str, str]:
+        """subject, text and html as an email's fields (mailer.validation.OutgoingEmail)."""
+        return {"subject": self.subject, "text": self.text, "html": self.html}
+
 
 # Checking and rendering -------------------------------------------------------------------
 

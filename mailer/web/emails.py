@@ -27,7 +27,6 @@ from mailer.vocabulary import EventType, Outcome
 from .email_forms import EmailFilterForm, SendForm
 
 PAGE_SIZE = 10
-MAX_ID = 2**63 - 1
 OUTCOMES = dict(Outcome.choices)
 EVENT_TYPES = dict(EventType.choices)
 # Where each kind keeps what the receiving server said (mailer.providers.<kind>.events): the
@@ -69,8 +68,7 @@ def _send(request: HttpRequest, form: SendForm) -> HttpResponse | None:
         send_at = schedule_time(form.chosen_send_at)
         values, template = form.email_values(), form.chosen_template
         if template is not None:
-            rendered = template_render(account=request.user, **template)
-            values |= {"subject": rendered.subject, "text": rendered.text, "html": rendered.html}
+            values |= template_render(account=request.user, **template).parts()
         outgoing = outgoing_email(**values)
         fingerprint = request_fingerprint(
             outgoing, form.chosen_provider, template=template, send_at=send_at
@@ -150,8 +148,6 @@ def listing(request: HttpRequest) -> HttpResponse:
 @require_GET
 def detail(request: HttpRequest, email_id: int) -> HttpResponse:
     try:
-        if email_id > MAX_ID:  # no such row, and SQLite can't even compare it
-            raise Email.DoesNotExist
         email = selectors.email_get(account=request.user, email_id=email_id)
     except Email.DoesNotExist:
         raise Http404("No such email in your account.") from None
@@ -185,8 +181,6 @@ def cancel(request: HttpRequest, email_id: int) -> HttpResponse:
     """Cancel a scheduled or queued email, then go back to the page the button was on."""
     back = _local_next(request, reverse("emails"))
     try:
-        if email_id > MAX_ID:
-            raise Email.DoesNotExist
         email = email_cancel(account=request.user, email_id=email_id)
     except Email.DoesNotExist:
         raise Http404("No such email in your account.") from None
@@ -206,8 +200,6 @@ def resend(request: HttpRequest, email_id: int) -> HttpResponse:
     submission = request.POST.get("submission", "")[:64]
     key = f"web:resend:{email_id}:{submission}" if submission else ""
     try:
-        if email_id > MAX_ID:
-            raise Email.DoesNotExist
         result = email_resend(account=request.user, email_id=email_id, idempotency_key=key)
     except Email.DoesNotExist:
         raise Http404("No such email in your account.") from None
