@@ -94,13 +94,15 @@ def _saved(part: str) -> Callable[..., None]:
     return receiver
 
 
-def connect_signals(models: dict[str, Iterable[type]]) -> None:
-    """Stamp `part` whenever one of its models is saved or deleted one by one (pages, API,
-    admin); bulk writes call changed() themselves. Called once, by the app's ready()."""
-    for part, kinds in models.items():
-        for model in kinds:
-            uid = f"accountcache-{part}-{model.__name__}"
-            post_save.connect(_saved(part), sender=model, weak=False, dispatch_uid=uid)
+def connect_signals(part: str, *models: type, deletes: bool = True) -> None:
+    """Stamp `part` whenever one of `models` is saved one by one (pages, API, admin), and
+    deleted unless `deletes` is False (a delete receiver makes Django delete row by row what it
+    would delete in one statement: the caller then stamps its deletes itself, as bulk writes
+    do). Called once per part, by the app's ready()."""
+    for model in models:
+        uid = f"accountcache-{part}-{model.__name__}"
+        post_save.connect(_saved(part), sender=model, weak=False, dispatch_uid=uid)
+        if deletes:
             post_delete.connect(_saved(part), sender=model, weak=False, dispatch_uid=uid + "-d")
 
 

@@ -12,9 +12,7 @@ class MailerConfig(AppConfig):
         from . import accountcache, checks, metrics  # noqa: F401
         from .models import ProviderConfig, Suppression, WebhookEndpoint
 
-        accountcache.connect_signals(
-            {
-                accountcache.CONFIG: [ProviderConfig, WebhookEndpoint],
-                accountcache.SUPPRESSIONS: [Suppression],
-            }
-        )
+        accountcache.connect_signals(accountcache.CONFIG, ProviderConfig, WebhookEndpoint)
+        # An account's suppressions can be many: they stay deletable in one statement (an
+        # account's cascade, suppression_delete), which stamps its deletes itself.
+        accountcache.connect_signals(accountcache.SUPPRESSIONS, Suppression, deletes=False)

@@ -162,6 +162,7 @@ def suppression_delete(*, account, address: str) -> bool:
     deleted, _ = Suppression.objects.filter(account=account, address=bare(address)).delete()
     if deleted:
         logger.info("account %s: %s no longer suppressed", account.pk, bare(address))
+        accountcache.changed(account.pk, accountcache.SUPPRESSIONS)  # no delete signal
         listcache.bump(account.pk)
     return bool(deleted)
 

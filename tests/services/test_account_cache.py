@@ -192,3 +192,15 @@ def test_an_api_send_reads_the_stamps_in_its_rate_limit_round_trip(
 
 def _joined(packed) -> bytes:
     return packed if isinstance(packed, bytes) else b"".join(bytes(part) for part in packed)
+
+
+def test_an_accounts_suppressions_are_still_deleted_in_one_statement(account):
+    """No delete receiver on suppressions: Django can delete an account's many entries at once
+    (a receiver would make it load and delete them row by row)."""
+    suppressions_import(
+        account=account, text="address\n" + "".join(f"a{n}@example.org\n" for n in range(300))
+    )
+    with CaptureQueriesContext(connection) as queries:
+        account.delete()
+    deletes = [q["sql"] for q in queries if q["sql"].startswith('DELETE FROM "mailer_suppression"')]
+    assert len(deletes) == 1, deletes
