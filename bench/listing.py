@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from bench.context import CACHE_PREFIX
@@ -9,6 +10,8 @@ from bench.report import spread
 
 PAGE_PATH = "/api/v1/emails?page=1"  # the page whose cached answer the page floor serves
 PAGE_FLOOR_PATH = "/bench/one-redis-trip-page"
+API_FLOOR_PATH = "/bench/api/page?page=1"  # the same bytes behind the API's auth (floor_api.py)
+API_DB_FLOOR_PATH = "/bench/api/page-from-db?page=1"  # page 1 by one hand-written SQL statement
 
 
 def deep_cursor(bench, page: int) -> str:
@@ -25,15 +28,27 @@ def deep_cursor(bench, page: int) -> str:
     return Position(row["created_at"], row["id"]).cursor()
 
 
+def deepest_page(bench) -> int:
+    """The deep page measured: 5000 (10 a page) with the full run's million emails."""
+    return max(2, min(5000, bench.sizes.rows // 10))
+
+
 def variants(bench) -> list[dict]:
     account_id = bench.accounts["lister"]["user"].pk
     bump = f"{CACHE_PREFIX}:1:emails:version:{account_id}"
-    last_page = max(2, min(5000, bench.sizes.rows // 10))
+    last_page = deepest_page(bench)
     cursor = f"/api/v1/emails?cursor={deep_cursor(bench, last_page)}"
     return [
         {"name": "trivial", "path": "/bench/trivial"},
         {"name": "floor_redis", "path": "/bench/one-redis-trip"},
         {"name": "floor_redis_page", "path": PAGE_FLOOR_PATH},
+        {"name": "floor_api_page", "path": API_FLOOR_PATH, "auth": True},
+        {"name": "floor_api_db", "path": API_DB_FLOOR_PATH, "auth": True},
+        {
+            "name": f"floor_api_db{last_page}",
+            "path": API_DB_FLOOR_PATH.replace("page=1", f"page={last_page}"),
+            "auth": True,
+        },
         {"name": "page1_hit", "path": "/api/v1/emails?page=1", "auth": True},
         {
             "name": f"page{last_page}_hit",
@@ -87,6 +102,13 @@ def store_page(bench) -> int:
     served = api.with_token(None).get(PAGE_FLOOR_PATH)
     if served.status_code != 200 or served.content != answer.content:
         raise RuntimeError(f"{PAGE_FLOOR_PATH} does not serve the stored page: {served!r}")
+    served = api.get(API_FLOOR_PATH)
+    if served.status_code != 200 or served.content != answer.content:
+        raise RuntimeError(f"{API_FLOOR_PATH} does not serve the stored page: {served!r}")
+    served = api.get(API_DB_FLOOR_PATH)
+    listed = [row["id"] for row in json.loads(answer.content)["results"]]
+    if served.status_code != 200 or [r["id"] for r in served.json()["results"]] != listed:
+        raise RuntimeError(f"{API_DB_FLOOR_PATH} does not serve page 1's emails: {served!r}")
     return len(answer.content)
 
 
@@ -124,7 +146,26 @@ def _repeat(bench, job: dict, repeat: int) -> dict:
     return {"variants": result["variants"], "failures": result["failures"], "ratios": ratios}
 
 
-def _summary(runs: list[dict], listed: list[dict]) -> dict:
+# A target over the trivial view moves to ours over the variant's floor (what any API answering
+# it must do, measured in the same run) only when that floor is itself above the target, as
+# issue 13 allows: then ours may cost at most a third more than the floor (the 0.75 of
+# throughput the sends and the drain are held to over their durable floors).
+OVER_FLOOR = 1.33
+
+
+def floor_of(name: str, last_page: int) -> str | None:
+    """The floor a list variant is measured against: a hit, the API floor serving the cached
+    bytes; a numbered miss, the hand-written statement at the same page; a keyset miss, that
+    statement at page 1 (a keyset page costs what page 1 costs)."""
+    if name.startswith("floor"):
+        return None
+    if name.endswith("_hit"):
+        return "floor_api_page"
+    deep = name.startswith("page") and name != "page1_miss"
+    return f"floor_api_db{last_page}" if deep else "floor_api_db"
+
+
+def _summary(runs: list[dict], listed: list[dict], last_page: int) -> dict:
     item: dict = {"runs": runs, "variants": {}}
     for variant in listed[1:]:
         name = variant["name"]
@@ -139,6 +180,17 @@ def _summary(runs: list[dict], listed: list[dict]) -> dict:
             "target": "" if floor else f"p50 <= {limit}",
             "met": None if floor else p50["median"] <= limit,
         }
+        below = floor_of(name, last_page)
+        if below is None or below not in runs[0]["ratios"]:
+            continue
+        floor_ratio = spread([r["ratios"][below]["p50"] for r in runs])
+        if floor_ratio["median"] > limit:  # out of reach by design: the floor is above it
+            over = spread([r["ratios"][name]["p50"] / r["ratios"][below]["p50"] for r in runs])
+            item["variants"][name].update(
+                target=f"moved (its floor is at {floor_ratio['median']:.2f})", met=None,
+                floor=below, over_floor=over, floor_target=f"<= {OVER_FLOOR}",
+                met_floor=over["median"] <= OVER_FLOOR,
+            )  # fmt: skip
     item["trivial"] = {
         "p50_ms": spread([r["variants"]["trivial"]["p50_ms"] for r in runs]),
         "p99_ms": spread([r["variants"]["trivial"]["p99_ms"] for r in runs]),
@@ -172,10 +224,10 @@ def run(bench) -> None:
         "redis_url": bench.redis_url,
     }
     runs = [_repeat(bench, job, repeat) for repeat in range(s.repeats)]
-    item = _summary(runs, listed)
+    item = _summary(runs, listed, deepest_page(bench))
     item["full_count_ms"] = full_count_ms(bench)
     item["floor_page_bytes"] = page_bytes
     bench.results["items"]["2_list_latency"] = item
-    missed = [n for n, v in item["variants"].items() if v["met"] is False]
+    missed = [n for n, v in item["variants"].items() if False in (v["met"], v.get("met_floor"))]
     if missed:
         _profile_missed(bench, job, listed, missed)

@@ -2,19 +2,22 @@
 /bench/trivial, a JSON view that does no work (the latency baseline); /bench/one-redis-trip,
 the same after one Redis round trip (item 2's floor for a cached page);
 /bench/one-redis-trip-page, one Redis GET of a real cached page's JSON, answered as it is (item
-2's floor with a page's bytes); /bench/peer/send_mail, the sync-send peer
-(bench/peer_views.py); and /bench/floor/send, item 1's durable floor (bench/floor_views.py)."""
+2's floor with a page's bytes); /bench/api/page, the same page answered by a django-ninja
+operation with the API's own bearer-token check and rate limit (item 2's floor for an API);
+/bench/peer/send_mail, the sync-send peer (bench/peer_views.py); and /bench/floor/send, item
+1's durable floor (bench/floor_views.py)."""
 
 from django.core.cache import cache
 from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
 
+# PAGE_KEY: where /bench/one-redis-trip-page and /bench/api/page read their body; bench/listing.py
+# stores it there (the app's cache: django-redis, the run's key prefix), the exact bytes
+# GET /api/v1/emails?page=1 answered.
+from bench.floor_api import PAGE_KEY
+from bench.floor_api import api as floor_api
 from bench.floor_views import floor_send_view
 from bench.peer_views import send_mail_view
-
-# Where /bench/one-redis-trip-page reads its body; bench/listing.py stores it there (the app's
-# cache: django-redis, the run's key prefix), the exact bytes GET /api/v1/emails?page=1 answered.
-PAGE_KEY = "bench:one-redis-trip-page"
 
 
 def trivial(request):
@@ -43,5 +46,6 @@ urlpatterns = [
     path("bench/one-redis-trip-page", one_redis_trip_page),
     path("bench/peer/send_mail", send_mail_view),
     path("bench/floor/send", floor_send_view),
+    path("bench/api/", floor_api.urls),
     path("", include("emailservice.urls")),
 ]

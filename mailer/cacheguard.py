@@ -22,7 +22,7 @@ Why not django-redis' IGNORE_EXCEPTIONS: it applies to every cache user and turn
 `add` into False and a failed `incr` into None, which callers can't tell from real answers (the
 breaker would read "another process holds the probe"). Callers here choose their fallback.
 
-Users: the list cache (mailer.listcache), the large-count cache (mailer.selectors.emails) and
+Users: the list cache (mailer.listcache), the large-count cache (mailer.selectors.email_lists) and
 the health checks (`check`). Any other cache user adopts it by wrapping its call and dropping
 its own per-call logging, e.g. the breaker's fail-open wrapper:
     return cacheguard.call(f"circuit {key}: {method.__name__}",

@@ -29,11 +29,11 @@ what holds when the writer died or never talks to Redis again. After T a failed 
 retry: the version it meant to replace has expired.
 
 One round trip. A read (`Lookup`) needs the version, the page and the list's large count
-(mailer.selectors.emails); with Redis they are one pipeline: SET the version NX with its expiry
-(a no-op while one is live, so reads never extend it), GET it, GET the page, GET the count. The
-API sends that pipeline together with its rate-limit count (mailer.roundtrip, mailer.api.auth),
-so a cached API list costs one round trip and no SQL. Without Redis (the local-memory cache) the
-same reads are plain cache calls.
+(mailer.selectors.email_lists); with Redis they are one round trip: SET the version NX with its
+expiry (a no-op while one is live, so reads never extend it), GET it, GET the page, GET the
+count. The API sends those commands together with its rate-limit count (mailer.roundtrip,
+mailer.api.auth), so a cached API list costs one round trip and no SQL. Without Redis (the
+local-memory cache) the same reads are plain cache calls.
 
 The price of the expiry: an account's pages are recomputed at least once per T even without
 writes (one page query per T per account and query), instead of living LIST_CACHE_SECONDS.
@@ -207,11 +207,18 @@ def read(lookup: Lookup) -> None:
 
 
 def store_page(key: str, version: int, page: dict[str, Any]) -> bool:
-    """Cache a page with its version, unless its pickle (what Redis would hold) is over
-    LIST_CACHE_MAX_BYTES. True if it was stored."""
-    if len(pickle.dumps(page, pickle.HIGHEST_PROTOCOL)) > settings.LIST_CACHE_MAX_BYTES:
-        return False
-    return cacheguard.run(
-        "storing a list page",
-        lambda: cache.set(key, (version, page), timeout=page_seconds()),
-    )
+    """Cache a page with its version, unless what Redis would hold (its pickle) is over
+    LIST_CACHE_MAX_BYTES. True if it was stored. With django-redis it is encoded once, and
+    what was measured is what is stored."""
+    found = roundtrip.codec()
+    if found is None:
+        if len(pickle.dumps(page, pickle.HIGHEST_PROTOCOL)) > settings.LIST_CACHE_MAX_BYTES:
+            return False
+        store = lambda: cache.set(key, (version, page), timeout=page_seconds())  # noqa: E731
+    else:
+        encoded = found.encode((version, page))
+        if len(encoded) > settings.LIST_CACHE_MAX_BYTES:
+            return False
+        where = found.make_key(key)
+        store = lambda: found.get_client(write=True).set(where, encoded, ex=page_seconds())  # noqa: E731
+    return cacheguard.run("storing a list page", store)

@@ -5,16 +5,32 @@ list, count_exact and next_cursor)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 
 def page_url(request, value: int | str | None, *, name: str = "page") -> str | None:
-    """This request's URL with `name` (the page number, or the cursor) set to `value`; None
-    for None (no such page)."""
+    """This request's URL with `name` (the page number, or the cursor) set to `value`, where
+    it was or else last, the other parameters as they came; None for None (no such page)."""
     if value is None:
         return None
-    query = request.GET.copy()
-    query[name] = str(value)
-    return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+    pairs, placed = [], False
+    for key, values in request.GET.lists():
+        if key != name:
+            pairs += [(key, each) for each in values]
+        elif not placed:
+            pairs.append((key, str(value)))
+            placed = True
+    if not placed:
+        pairs.append((name, str(value)))
+    return f"{_here(request)}?{urlencode(pairs)}"
+
+
+def _here(request) -> str:
+    """The request's absolute URL without its query (worked out once per request)."""
+    here = getattr(request, "_absolute_path", None)
+    if here is None:
+        here = request._absolute_path = request.build_absolute_uri(request.path)
+    return here
 
 
 def page_answer(request, page) -> dict[str, Any]:

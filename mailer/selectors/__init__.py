@@ -1,7 +1,9 @@
 """Reads: what pages and the API show. Caching of list pages lives here only."""
 
-from .emails import Page, email_detail, email_get, email_list, email_page, email_texts
+from .email_lists import email_list, email_page
+from .emails import email_detail, email_get, email_texts
 from .health import system_health
+from .pages import Page
 from .providers import (
     circuit_dict,
     provider_choices,

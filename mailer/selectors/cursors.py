@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
 MAX_CURSOR_CHARS = 64
@@ -70,6 +71,13 @@ class Position:
         return emails.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=self.id)).filter(
             created_at__lte=at
         )
+
+    def params(self) -> list:
+        """after()'s parameters in its SQL's order, as the ORM passes them."""
+        from mailer.models import Email
+
+        at = Email._meta.get_field("created_at").get_db_prep_value(self.created_at, connection)
+        return [at, at, self.id, at]
 
 
 def decode(text: str) -> Position:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -30,6 +31,7 @@ from mailer.providers.events import (
     WebhookRequest,
 )
 from mailer.providers.httpclient import fetch
+from mailer.selectors import statements
 from mailer.vocabulary import DeliveryState, EmailStatus, EventType, Outcome
 
 from .suppressions import bare, suppression_from_event
@@ -84,7 +86,9 @@ def events_ingest(*, token: str, request: WebhookRequest) -> IngestResult:
     config = None
     if _TOKEN.fullmatch(token):  # never a query with a NUL or an endless string in it
         # The token is unique: no ordering, and no join (only account_id is read).
-        config = ProviderConfig.objects.filter(webhook_token=token).order_by().first()
+        build = lambda: ProviderConfig.objects.filter(webhook_token=token).order_by()  # noqa: E731
+        found = statements.instances("webhook-config", ProviderConfig, build, [token], limit=1)
+        config = found[0] if found else None
     spec = specs().get(config.kind) if config is not None else None
     if config is None or spec is None or not spec.events:
         raise UnknownWebhook("No provider of this service has this webhook URL.")
@@ -193,31 +197,57 @@ def _matching_emails(config: ProviderConfig, parsed: list[Event]) -> dict:
     }
     message_ids = {e.provider_message_id for e in parsed if e.provider_message_id}
     found: dict = {}
-    # No ordering (the model's default would be compiled into each query for nothing: most of
-    # a webhook request was building these queries, not running them).
-    account_emails = Email.objects.filter(account_id=config.account_id).order_by()
+    account = config.account_id
     if ids:
-        for email in account_emails.filter(pk__in=[int(i) for i in ids]):
+        for email in _emails_by_id(account, {int(i) for i in ids}):
             found[str(email.pk)] = email
     if message_ids:
-        for email in by_message_id(account_emails, message_ids):
+        for email in _emails_by_message_id(account, message_ids):
             found[("message", email.provider_message_id)] = email
         # A message id only an earlier attempt had (a failed-over send): its email by id.
         missing = message_ids - {key[1] for key in found if isinstance(key, tuple)}
-        via: dict[str, int] = {}
-        if missing:
-            attempts = by_message_id(DeliveryAttempt.objects.order_by(), missing)
-            attempts = attempts.filter(email__account_id=config.account_id)
-            via = dict(attempts.values_list("provider_message_id", "email_id"))
+        via = _attempts_by_message_id(account, missing) if missing else {}
         if via:
-            emails = account_emails.in_bulk(set(via.values()))
+            emails = {e.pk: e for e in _emails_by_id(account, set(via.values()))}
             for message_id, email_id in via.items():
                 if email_id in emails:
                     found.setdefault(("message", message_id), emails[email_id])
     return found
 
 
-def by_message_id(rows: QuerySet, message_ids: set[str]) -> QuerySet:
+# The matching queries, compiled once per shape (mailer.selectors.statements): building and
+# compiling them was most of a webhook request, not running them. No ordering (the model's
+# default would be compiled into each query for nothing).
+
+
+def _emails_by_id(account_id: int, ids: set[int]) -> list[Email]:
+    wanted = sorted(ids)
+    build = lambda: Email.objects.filter(account_id=account_id, pk__in=wanted).order_by()  # noqa: E731
+    return statements.instances(("emails-by-id", len(wanted)), Email, build, [account_id, *wanted])
+
+
+def _emails_by_message_id(account_id: int, message_ids: set[str]) -> list[Email]:
+    wanted = sorted(message_ids)
+    build = lambda: by_message_id(Email.objects.filter(account_id=account_id).order_by(), wanted)  # noqa: E731
+    key = ("emails-by-message-id", len(wanted))
+    return statements.instances(key, Email, build, [account_id, "", *wanted])
+
+
+def _attempts_by_message_id(account_id: int, message_ids: set[str]) -> dict[str, int]:
+    """provider message id -> email id, of the account's attempts with these message ids."""
+    wanted = sorted(message_ids)
+
+    def build():
+        attempts = by_message_id(DeliveryAttempt.objects.order_by(), wanted)
+        attempts = attempts.filter(email__account_id=account_id)
+        return attempts.values("provider_message_id", "email_id")
+
+    key = ("attempts-by-message-id", len(wanted))
+    found = statements.rows(key, build, ["", *wanted, account_id])
+    return {row["provider_message_id"]: row["email_id"] for row in found}
+
+
+def by_message_id(rows: QuerySet, message_ids: Collection[str]) -> QuerySet:
     """`rows` (emails or attempts) with one of these provider message ids, through the partial
     indexes on it (email_provider_message, attempt_provider_message): the query repeats their
     condition, which SQLite needs to see before it uses a partial index."""

@@ -30,7 +30,7 @@ from mailer import metrics
 from mailer.delivery.breaker import breaker
 from mailer.metrics import collectors
 from mailer.models import Email, EmailStatus, ProviderConfig
-from mailer.selectors.emails import email_list
+from mailer.selectors.email_lists import email_list
 from tests.appserver import create_account, start_app_server
 from tests.queue_site import start_queue_site
 from tests.workers import start_worker

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from mailer import listcache, selectors
 from mailer.models import Email
-from mailer.selectors import emails as email_selectors
+from mailer.selectors import email_lists as email_selectors
 
 
 def _store(account, n: int, **fields) -> None:
