@@ -107,12 +107,25 @@ def repeat(bench, redis, env: dict[str, str], name: str, *, count: int) -> dict:
 
 
 def check(run: dict, count: int) -> str | None:
-    """What is wrong with a repeat's counts, or None."""
+    """What is wrong with a repeat's counts, or None: fewer messages than emails, or rows not
+    sent. More messages than emails is the peer sending some twice (`extra`), reported, not a
+    failure: it takes nothing from our figures."""
     problems = []
-    if run["arrived_at_sink"] != count:
+    if run["arrived_at_sink"] < count:
         problems.append(f"the sink counted {run['arrived_at_sink']} of {count} emails")
     if run["rows_sent"] != count or run["rows_not_sent"]:
         problems.append(
             f"{run['rows_sent']} of {count} Email rows sent, {run['rows_not_sent']} not sent"
         )
     return "; ".join(problems) or None
+
+
+def extra(run: dict, count: int) -> str | None:
+    """The peer's messages beyond its emails in a repeat (two of its send_queued_mail tasks
+    sent the same rows, each with a Message-ID of its own), or None. That repeat's drain ends
+    when `count` distinct messages arrived, some of them copies: its rate is overstated, which
+    only makes our ratio to it smaller."""
+    copies = run["arrived_at_sink"] + run["duplicates"] - count
+    if copies <= 0:
+        return None
+    return f"the peer sent {count + copies} messages for its {count} emails"

@@ -111,6 +111,8 @@ def markdown(results: dict) -> str:
         )
     for key, failure in results.get("check_failures", {}).items():
         notes.append(f"**Item {key} check failed**: {failure}.")
+    for key, found in results.get("check_notes", {}).items():
+        notes.append(f"Item {key}: {'; '.join(found)}.")
     for key, error in results.get("errors", {}).items():
         notes.append(f"Item {key} failed: `{error.strip().splitlines()[-1]}`")
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
