@@ -14,11 +14,18 @@ between the two reads), that shape goes through the ORM every time from then on,
 logged. A statement can't return other rows than the ORM would; at worst it saves nothing.
 LIMIT and OFFSET are the statement's last two parameters (the same SQL on SQLite and
 PostgreSQL), so a shape doesn't depend on where a page is.
+
+A connection keeps at most MAX_SHAPES shapes, the least recently used dropped first: some shapes
+depend on what a request holds (a webhook's batch of up to 1,000 message ids is a shape per
+batch size), and an account must not be able to grow a worker's memory by posting batches of
+every size. A dropped shape is compiled and checked again when it comes back. The warning names
+the shape and how many parameters each side had, never their values (a webhook token is one).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -28,6 +35,7 @@ from django.db.models import Model, QuerySet
 logger = logging.getLogger(__name__)
 
 _CHECKS = 3  # a shape whose rows differed this many times goes through the ORM
+MAX_SHAPES = 128  # per connection (see above)
 
 
 class _Compiled:
@@ -75,8 +83,10 @@ def rows(
     must build the same SQL text.
     """
     connection = connections[DEFAULT_DB_ALIAS]
-    kept = connection.__dict__.setdefault("_mailer_statements", {})
+    kept = connection.__dict__.setdefault("_mailer_statements", OrderedDict())
     compiled = kept.get(key, 0)
+    if key in kept:
+        kept.move_to_end(key)
     if isinstance(compiled, _Compiled):
         return compiled.run(params, limit, offset)
     if compiled >= _CHECKS:
@@ -106,14 +116,19 @@ def _check(
     (see above)."""
     expected = _through_orm(queryset, limit, offset)
     compiled = _Compiled(queryset)
+    problem = None
     if list(compiled.params) != list(params):
         kept[key] = _CHECKS
-        problem = f"the ORM's parameters {compiled.params!r} are not the caller's {params!r}"
+        problem = (f"the ORM's parameters are not the caller's ({len(compiled.params)} and "
+                   f"{len(params)} values)")  # fmt: skip
     elif compiled.run(params, limit, offset) != expected:
         kept[key] = kept.get(key, 0) + 1
         problem = f"the compiled statement's rows are not the ORM's ({kept[key]} of {_CHECKS})"
     else:
         kept[key] = compiled
+    while len(kept) > MAX_SHAPES:
+        kept.popitem(last=False)
+    if problem is None:
         return expected
     logger.warning("query %r not compiled once (it ran through the ORM): %s", key, problem)
     return expected

@@ -134,3 +134,30 @@ def test_instances_are_the_orms_with_every_field_loaded(account, other_account, 
             assert getattr(mine, field.attname) == getattr(theirs, field.attname), field.name
     assert got[1].headers == {"X-Tag": "a"} and got[1].metadata == {"k": [1, 2]}
     assert of(other_account.pk, ids[1:4]) == []  # another account's ids: nothing
+
+
+def test_a_connection_keeps_a_bounded_number_of_shapes_and_logs_no_values(
+    account, monkeypatch, caplog
+):
+    """A webhook batch's size is a shape: an account posting batches of every size must not
+    grow a worker's memory. Past MAX_SHAPES the least recently used shape goes; the warning of
+    a failed check names no parameter value (a webhook token is one)."""
+    monkeypatch.setattr(statements, "MAX_SHAPES", 5)
+    ids = _emails(account, 12)
+
+    def by_ids(wanted):
+        build = lambda: Email.objects.filter(pk__in=wanted).order_by("id").values("id")  # noqa: E731
+        return statements.rows(("test-by-ids", len(wanted)), build, wanted)
+
+    for n in range(1, 12):
+        assert [r["id"] for r in by_ids(ids[:n])] == ids[:n]
+    kept = connections["default"].__dict__["_mailer_statements"]
+    assert list(kept) == [("test-by-ids", n) for n in range(7, 12)]
+    assert [r["id"] for r in by_ids(ids[:1])] == ids[:1]  # dropped, compiled again
+    assert list(kept)[-1] == ("test-by-ids", 1) and len(kept) == 5
+
+    secret = "es_webhook-token-that-must-not-be-logged"
+    build = lambda: Email.objects.filter(subject=secret).values("id")  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="mailer.selectors.statements"):
+        assert statements.rows("test-secret", build, ["something else"]) == []
+    assert "are not the caller's" in caplog.text and secret not in caplog.text
