@@ -9,7 +9,6 @@ Mandrill answers its errors with HTTP 500 and a body naming the error ({"status"
 
 from __future__ import annotations
 
-import email.policy
 import json
 import logging
 from typing import Any
@@ -25,7 +24,7 @@ from ..base import (
 )
 from ..http import HttpProvider, HttpRequest, clean_key
 from ..httpclient import HttpAnswer
-from ..message_parts import envelope, metadata, sender, split_address
+from ..message_parts import MIME_POLICY, envelope, metadata, sender, split_address
 from ..net import sanitize
 from . import DEFAULT_API_URL
 
@@ -33,7 +32,7 @@ logger = logging.getLogger("mailer.providers")
 
 # Raw MIME travels as a JSON string: 7-bit (base64 or quoted-printable bodies, RFC 2047
 # headers) so nothing depends on how Mandrill reads 8-bit text; CRLF as SMTP would carry it.
-MIME_POLICY = email.policy.SMTP.clone(cte_type="7bit")
+MIME_POLICY = MIME_POLICY.clone(cte_type="7bit")
 
 # Mandrill's error names, as documented for messages/send-raw. Any other name (GeneralError,
 # ServiceUnavailable, RequestLimitExceeded, ...) is this provider's trouble: try the next one.

@@ -6,7 +6,6 @@ HTTP client (checked address, attempt deadline, no redirects) instead of botocor
 from __future__ import annotations
 
 import contextvars
-import email.policy
 import re
 from email.utils import parseaddr
 from typing import Any
@@ -34,7 +33,7 @@ from ..base import (
 )
 from ..http import retry_after_seconds
 from ..httpclient import HttpClient
-from ..message_parts import idna_address
+from ..message_parts import MIME_POLICY, idna_address
 from ..net import Deadline, sanitize
 
 # What SES takes as a message tag's value; an id it can't carry is left out rather than altered,
@@ -208,7 +207,7 @@ class SesProvider(Provider):
 
     def prepare(self, message: EmailMessage) -> dict[str, Any]:
         """SendEmail's arguments: the raw MIME (CRLF line ends) and the envelope."""
-        raw = message.message(policy=email.policy.SMTP).as_bytes()
+        raw = message.message(policy=MIME_POLICY).as_bytes()
         # The display name travels in the raw From header; FromEmailAddress only picks the
         # identity SES checks, and a bare address avoids SES's rules for encoding names there.
         destination = {

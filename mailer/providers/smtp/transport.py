@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.policy
 import re
 import smtplib
 import socket
@@ -24,7 +23,7 @@ from ..base import (
     ProviderThrottled,
     ProviderUnavailable,
 )
-from ..message_parts import idna_address
+from ..message_parts import MIME_POLICY, idna_address
 from ..net import BlockedHost, Deadline, connect, enforced, sanitize, shutdown
 from . import SECURITY
 
@@ -262,7 +261,7 @@ class SmtpProvider(Provider):
     # Sending -------------------------------------------------------------------------------
 
     def prepare(self, message: EmailMessage) -> _Envelope:
-        mime = message.message(policy=email.policy.SMTP)
+        mime = message.message(policy=MIME_POLICY)
         return _Envelope(
             sender=_envelope_address(message.from_email),
             recipients=[_envelope_address(r) for r in message.recipients()],
