@@ -19,9 +19,13 @@ from harness.waiting import wait_until
 
 
 class RedisServer:
-    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, port: int | None = None, options: tuple[str, ...] = ()
+    ) -> None:
+        """options: more redis-server arguments (e.g. "--rename-command", "CLIENT", "")."""
         self.directory = directory
         self.port = port or free_port()
+        self.options = options
         self.process: subprocess.Popen | None = None
 
     @property
@@ -37,7 +41,7 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.process = procs.start(
             [server, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly",
-             "no", "--dir", str(self.directory), "--loglevel", "warning"],
+             "no", "--dir", str(self.directory), "--loglevel", "warning", *self.options],
             env=dict(os.environ),
             cwd=self.directory,
             stdout=subprocess.DEVNULL,

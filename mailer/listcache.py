@@ -208,17 +208,17 @@ def read(lookup: Lookup) -> None:
 
 def store_page(key: str, version: int, page: dict[str, Any]) -> bool:
     """Cache a page with its version, unless what Redis would hold (its pickle) is over
-    LIST_CACHE_MAX_BYTES. True if it was stored. With django-redis it is encoded once, and
-    what was measured is what is stored."""
+    LIST_CACHE_MAX_BYTES. True if it was sent to be stored. With django-redis it is encoded
+    once, what was measured is what is stored, and the store does not wait for Redis' reply
+    (mailer.roundtrip.put: a page it failed to keep is read from the database again)."""
     found = roundtrip.codec()
-    if found is None:
-        if len(pickle.dumps(page, pickle.HIGHEST_PROTOCOL)) > settings.LIST_CACHE_MAX_BYTES:
-            return False
-        store = lambda: cache.set(key, (version, page), timeout=page_seconds())  # noqa: E731
-    else:
+    if found is not None:
         encoded = found.encode((version, page))
         if len(encoded) > settings.LIST_CACHE_MAX_BYTES:
             return False
-        where = found.make_key(key)
-        store = lambda: found.get_client(write=True).set(where, encoded, ex=page_seconds())  # noqa: E731
-    return cacheguard.run("storing a list page", store)
+        return roundtrip.put("storing a list page", key, encoded, page_seconds())
+    if len(pickle.dumps(page, pickle.HIGHEST_PROTOCOL)) > settings.LIST_CACHE_MAX_BYTES:
+        return False
+    return cacheguard.run(
+        "storing a list page", lambda: cache.set(key, (version, page), timeout=page_seconds())
+    )
