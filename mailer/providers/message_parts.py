@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.message
 import email.policy
 import functools
+import secrets
 from base64 import b64encode
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class _MimePolicy(email.policy.EmailPolicy):
 
     def _plain(self, name: str, value: Any) -> bool:
         return (
-            isinstance(value, str)
+            type(value) is str  # not a header object (a str too): it is parsed already
             and value.isascii()
             and value.isprintable()
             and "=?" not in value  # may hold encoded words, which the stock way decodes
@@ -86,6 +87,19 @@ def _parsed_plain(policy: _MimePolicy, name: str, value: str) -> Any:
 # What every transport that writes a whole MIME message builds it with: RFC 5322 line endings
 # (CRLF), plain headers kept as text (_MimePolicy) and header classes made once (_HeaderClasses).
 MIME_POLICY = _MimePolicy(linesep="\r\n", header_factory=_HeaderClasses())
+
+
+def mime_message(message: EmailMessage, policy: email.policy.Policy = MIME_POLICY):
+    """The message as Django builds it, with each multipart part's boundary chosen here: 96
+    random bits, short enough that its Content-Type stays a plain header (_MimePolicy). The
+    email package's generator would otherwise make one when writing, and compile a regular
+    expression per message to check the content does not hold it (~0.07 ms a message); content
+    can't hold a random boundary nobody knew before it was written."""
+    mime = message.message(policy=policy)
+    for part in mime.walk():
+        if part.is_multipart():
+            part.set_boundary("=_" + secrets.token_urlsafe(12))
+    return mime
 
 
 # RFC 5322 specials: a display name holding any is quoted, so a comma can't split the list.

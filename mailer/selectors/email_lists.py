@@ -14,7 +14,7 @@ from django.db.models.functions import Substr
 
 from mailer import cacheguard, listcache, metrics
 from mailer.errors import InvalidInput
-from mailer.models import Email, ProviderConfig
+from mailer.models import Email
 
 from . import cursors, statements
 from .cursors import Position
@@ -38,13 +38,13 @@ SUMMARY_FIELDS = [
 ]  # fmt: skip
 
 
-def _list_item(email: Email, providers: dict[int, ProviderConfig]) -> dict[str, Any]:
+def _list_item(row: SimpleNamespace, providers: dict[int, SimpleNamespace]) -> dict[str, Any]:
     """A list row: the summary and the start of the text body (`text_head`, cut in SQL to one
     character more than the preview, so a long body is neither fetched nor cached)."""
     limit = settings.LIST_TEXT_PREVIEW_CHARS
-    head = email.text_head or ""
+    head = row.text_head or ""
     return {
-        **email_summary(email, providers),
+        **email_summary(row, providers),
         "text_preview": head[:limit],
         "text_truncated": len(head) > limit,
     }

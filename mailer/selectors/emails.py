@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from django.db.models import Prefetch
@@ -20,13 +21,18 @@ from mailer.models import (
 MAX_PAGE_SIZE = 100
 
 
-def _provider_ref(config: ProviderConfig | None, kind: str = "") -> dict | None:
+def _provider_ref(config: ProviderConfig | SimpleNamespace | None, kind: str = "") -> dict | None:
     if config is not None:
         return {"id": config.pk, "kind": config.kind, "name": config.name}
     return {"id": None, "kind": kind, "name": ""} if kind else None
 
 
-def email_summary(email: Email, providers: dict[int, ProviderConfig]) -> dict[str, Any]:
+def email_summary(
+    email: Email | SimpleNamespace, providers: dict[int, ProviderConfig | SimpleNamespace]
+) -> dict[str, Any]:
+    """The summary of an email, or of a list row read as values (mailer.selectors.email_lists:
+    its fields by name and `pk`), with the providers it names (by id: anything with pk, kind
+    and name)."""
     return {
         "id": email.pk,
         "status": email.status,

@@ -99,3 +99,28 @@ def test_a_header_with_a_line_break_is_still_refused():
         _message(headers={"X-Injected": "value\r\nBcc: victim@example.org"}).message(
             policy=MIME_POLICY
         )
+
+
+def test_mime_message_chooses_short_random_boundaries_and_keeps_the_structure():
+    message = _message(subject="With a file")
+    message.attach("report.txt", "numbers\n", "text/plain")
+    stock = email.message_from_bytes(
+        message.message(policy=email.policy.SMTP).as_bytes(), policy=email.policy.default
+    )
+    written = message_parts.mime_message(message).as_bytes()
+    ours = email.message_from_bytes(written, policy=email.policy.default)
+
+    def shape(mime):
+        return [
+            (part.get_content_type(), part.get_filename(),
+             None if part.is_multipart() else part.get_content())
+            for part in mime.walk()
+        ]  # fmt: skip
+
+    assert shape(ours) == shape(stock)
+    boundaries = [part.get_boundary() for part in ours.walk() if part.is_multipart()]
+    assert len(boundaries) == 2 and len(set(boundaries)) == 2  # mixed, and its alternative
+    assert all(re.fullmatch(r"=_[A-Za-z0-9_-]{16}", b) for b in boundaries)
+    assert b"\r\n" in written and b"Content-Type: multipart/mixed; boundary=" in written
+    again = email.message_from_bytes(message_parts.mime_message(message).as_bytes())
+    assert [p.get_boundary() for p in again.walk() if p.is_multipart()] != boundaries

@@ -21,7 +21,7 @@ from .. import spec
 from ..base import ConfigurationError, ProviderError
 from ..http import HttpProvider, HttpRequest, clean_key, json_errors
 from ..httpclient import HttpAnswer
-from ..message_parts import MIME_POLICY, envelope, metadata
+from ..message_parts import envelope, metadata, mime_message
 from . import DEFAULT_API_URL
 
 # Mailgun's Basic-auth user name is always this; the API key is the password.
@@ -104,7 +104,7 @@ class MailgunProvider(HttpProvider):
     def prepare(self, message: EmailMessage) -> HttpRequest:
         path = f"/v3/{quote(self.sending_domain(), safe='')}/messages.mime"
         # Django leaves Bcc out of the headers (and refuses a Bcc header): only `to` has them.
-        mime = message.message(policy=MIME_POLICY).as_bytes()
+        mime = mime_message(message).as_bytes()
         fields = [("to", address) for address in envelope(message)] + variables(message)
         body, content_type = form_data(fields, [("message", "message.mime", mime)])
         return HttpRequest(path, body, content_type)

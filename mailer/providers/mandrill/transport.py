@@ -24,7 +24,7 @@ from ..base import (
 )
 from ..http import HttpProvider, HttpRequest, clean_key
 from ..httpclient import HttpAnswer
-from ..message_parts import MIME_POLICY, envelope, metadata, sender, split_address
+from ..message_parts import MIME_POLICY, envelope, metadata, mime_message, sender, split_address
 from ..net import sanitize
 from . import DEFAULT_API_URL
 
@@ -32,7 +32,7 @@ logger = logging.getLogger("mailer.providers")
 
 # Raw MIME travels as a JSON string: 7-bit (base64 or quoted-printable bodies, RFC 2047
 # headers) so nothing depends on how Mandrill reads 8-bit text; CRLF as SMTP would carry it.
-MIME_POLICY = MIME_POLICY.clone(cte_type="7bit")
+MIME_7BIT = MIME_POLICY.clone(cte_type="7bit")
 
 # Mandrill's error names, as documented for messages/send-raw. Any other name (GeneralError,
 # ServiceUnavailable, RequestLimitExceeded, ...) is this provider's trouble: try the next one.
@@ -59,7 +59,7 @@ def raw_mime(message: EmailMessage) -> str:
     send-raw takes no metadata field; Mandrill reads X-MC-Metadata (a JSON object) from a raw
     message as from SMTP, and returns it with every webhook event: that is how events find
     their email. A caller's own X-MC-Metadata keeps its keys; ours win on a clash."""
-    mime = message.message(policy=MIME_POLICY)
+    mime = mime_message(message, MIME_7BIT)
     ours = dict(metadata(message))
     if ours:
         given = mime["X-MC-Metadata"]

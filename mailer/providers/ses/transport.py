@@ -33,7 +33,7 @@ from ..base import (
 )
 from ..http import retry_after_seconds
 from ..httpclient import HttpClient
-from ..message_parts import MIME_POLICY, idna_address
+from ..message_parts import idna_address, mime_message
 from ..net import Deadline, sanitize
 
 # What SES takes as a message tag's value; an id it can't carry is left out rather than altered,
@@ -207,7 +207,7 @@ class SesProvider(Provider):
 
     def prepare(self, message: EmailMessage) -> dict[str, Any]:
         """SendEmail's arguments: the raw MIME (CRLF line ends) and the envelope."""
-        raw = message.message(policy=MIME_POLICY).as_bytes()
+        raw = mime_message(message).as_bytes()
         # The display name travels in the raw From header; FromEmailAddress only picks the
         # identity SES checks, and a bare address avoids SES's rules for encoding names there.
         destination = {

@@ -23,7 +23,7 @@ from ..base import (
     ProviderThrottled,
     ProviderUnavailable,
 )
-from ..message_parts import MIME_POLICY, idna_address
+from ..message_parts import idna_address, mime_message
 from ..net import BlockedHost, Deadline, connect, enforced, sanitize, shutdown
 from . import SECURITY
 
@@ -261,7 +261,7 @@ class SmtpProvider(Provider):
     # Sending -------------------------------------------------------------------------------
 
     def prepare(self, message: EmailMessage) -> _Envelope:
-        mime = message.message(policy=MIME_POLICY)
+        mime = mime_message(message)
         return _Envelope(
             sender=_envelope_address(message.from_email),
             recipients=[_envelope_address(r) for r in message.recipients()],
