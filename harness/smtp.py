@@ -93,6 +93,8 @@ class ScriptedHandler:
     rcpt_replies: address -> reply for that recipient.
     data_delay: seconds to sleep before answering DATA (stall after the message was sent).
     drop_after_data: close the connection after receiving the message, without answering.
+    pipelining: offer PIPELINING (RFC 2920) in the EHLO answer, as most servers do; aiosmtpd
+    answers pipelined commands one after the other, in order, as RFC 2920 asks.
     """
 
     mail_reply: str | None = None
@@ -100,6 +102,7 @@ class ScriptedHandler:
     data_reply: str | None = None
     data_delay: float = 0.0
     drop_after_data: bool = False
+    pipelining: bool = True
     keep: bool = True
     received: list[Received] = field(default_factory=list)
     connections: int = 0
@@ -127,6 +130,8 @@ class ScriptedHandler:
         with self._lock:
             self.connections += 1
         session.host_name = hostname
+        if self.pipelining:  # before the last line ("250 HELP"), which ends the answer
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):

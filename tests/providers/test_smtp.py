@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import smtplib
 import time
 
 import pytest
@@ -181,8 +183,9 @@ def test_a_connection_closed_by_the_server_is_reopened(smtp_server):
         ({"data_reply": "552 5.3.4 Message too big"}, MessageRejected, "552"),
     ],
 )
-def test_smtp_replies_are_classified(smtp_server, script, error, code):
-    server = smtp_server(ScriptedHandler(**script))
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+def test_smtp_replies_are_classified(smtp_server, script, error, code, pipelining):
+    server = smtp_server(ScriptedHandler(**script, pipelining=pipelining))
     message = EmailMultiAlternatives("Hi", "Body", "s@example.com", ["rcpt@example.org"])
     with pytest.raises(error) as caught:
         provider(server.port).send(message)
@@ -190,6 +193,72 @@ def test_smtp_replies_are_classified(smtp_server, script, error, code):
     assert caught.value.code == code
     assert code in caught.value.message
     assert server.received == []
+
+
+@pytest.fixture
+def writes(monkeypatch) -> list[bytes]:
+    """What smtplib writes to the server, one entry per write."""
+    sent: list[bytes] = []
+    original = smtplib.SMTP.send
+
+    def send(self, data):
+        sent.append(data.encode() if isinstance(data, str) else data)
+        return original(self, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", send)
+    return sent
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+def test_the_envelope_is_one_write_when_the_server_offers_pipelining(
+    smtp_server, writes, pipelining
+):
+    server = smtp_server(ScriptedHandler(pipelining=pipelining))
+    smtp = provider(server.port)
+    smtp.send(rich_message())  # connects (EHLO) and sends
+    writes.clear()
+    smtp.send(rich_message())
+
+    # MAIL FROM, 4 RCPT TO (to, cc, bcc) and DATA: one write, or one each; then the content.
+    assert len(writes) == (2 if pipelining else 7)
+    envelope = b"".join(writes[:-1])
+    assert envelope.startswith(b"mail from:<zoe@example.com>\r\nrcpt to:")
+    assert envelope.endswith(b"data\r\n") and envelope.count(b"rcpt to:") == 4
+    assert writes[-1].endswith(b"\r\n.\r\n")
+    first, second = (re.sub(rb"=_[\w-]{16}", b"BOUNDARY", r.data) for r in server.received)
+    assert first == second  # the same message both times, but for its random boundaries
+    assert server.handler.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+def test_a_refused_recipient_sends_nothing_and_the_next_message_goes_through(
+    smtp_server, pipelining
+):
+    server = smtp_server(ScriptedHandler(
+        rcpt_replies={"gone@example.org": "550 5.1.1 No such user"}, pipelining=pipelining
+    ))  # fmt: skip
+    smtp = provider(server.port)
+    refused = EmailMultiAlternatives(
+        "Hi", "Body", "s@example.com", ["ok@example.org", "gone@example.org"]
+    )
+    with pytest.raises(MessageRejected) as caught:
+        smtp.send(refused)
+    assert "gone@example.org" in caught.value.message and caught.value.code == "550"
+    assert server.received == []  # DATA was accepted in the pipeline: nothing was sent
+
+    smtp.send(EmailMultiAlternatives("Hi", "Body", "s@example.com", ["ok@example.org"]))
+    [received] = server.received
+    assert received.rcpt_tos == ["ok@example.org"]
+    # Pipelined, DATA had been accepted, so that connection was closed; else it was reset.
+    assert server.handler.connections == (2 if pipelining else 1)
+
+
+def test_a_message_with_leading_dots_arrives_as_written(smtp_sink):
+    body = ".starts with a dot\n..two dots\nmiddle . dot\n."
+    provider(smtp_sink.port).send(EmailMultiAlternatives("Dots", body, "s@example.com",
+                                                         ["ok@example.org"]))  # fmt: skip
+    [received] = smtp_sink.received
+    assert received.message.get_content().replace("\r\n", "\n").rstrip("\n") == body
 
 
 def test_refused_connection(closed_port):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import smtplib
 import socket
 import ssl
@@ -14,69 +13,19 @@ from django.core.mail import EmailMessage
 from django.core.mail.utils import DNS_NAME
 
 from ..base import (
-    AmbiguousDelivery,
     ConfigurationError,
     MessageRejected,
     Provider,
     ProviderAuthError,
     ProviderError,
-    ProviderThrottled,
     ProviderUnavailable,
 )
 from ..message_parts import idna_address, mime_message
 from ..net import BlockedHost, Deadline, connect, enforced, sanitize, shutdown
 from . import SECURITY
+from .exchange import Stale, Transaction, network_code, reply_text, smtp_error
 
 SECURITY_MODES = tuple(value for value, _ in SECURITY)
-
-# Replies to RCPT that mean "this recipient does not exist or is not allowed": the message is
-# wrong, not the server. 554 is deliberately absent: servers use it for "relay denied" and
-# "your IP is blocked", which another provider may well not suffer from.
-_RECIPIENT_REJECTED = {501, 550, 551, 553}
-_AUTH_CODES = {530, 534, 535, 538}
-
-
-def _reply_text(resp: bytes | str) -> str:
-    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
-    return sanitize(text)
-
-
-# A transient reply is a throttle (a pause, not an outage) when its text names a rate or a limit:
-# "4.7.0 Too many messages, slow down", "454 Throttling failure: Maximum sending rate exceeded",
-# "421 4.7.28 ... unusual rate", "451 Ratelimit exceeded". Deliberately not "try again later" or
-# "busy": servers say that when they are going down, which is an outage. A daily quota won't
-# clear within a pause, so it stays an outage too.
-_THROTTLE_CODES = {421, 451, 454}
-_THROTTLE_TEXT = re.compile(
-    r"\brate\b|rate.?limit|too many|throttl|\blimit(s|ed|ing)?\b|slow down", re.IGNORECASE
-)
-_QUOTA_TEXT = re.compile(r"\b(daily|quota)\b", re.IGNORECASE)
-
-
-def _smtp_error(stage: str, code: int, resp: bytes | str) -> ProviderError:
-    """Classify an SMTP reply that is not a success at a given stage of the transaction."""
-    reply = _reply_text(resp)
-    text = f"SMTP {code} at {stage}: {reply}".strip()
-    if code in _AUTH_CODES:
-        return ProviderAuthError(text, code=str(code))
-    if code in _THROTTLE_CODES and _THROTTLE_TEXT.search(reply) and not _QUOTA_TEXT.search(reply):
-        return ProviderThrottled(text, code=str(code))
-    if stage == "RCPT" and code in _RECIPIENT_REJECTED:
-        return MessageRejected(text, code=str(code))
-    if stage == "DATA" and code == 552:
-        return MessageRejected(text, code=str(code))
-    return ProviderUnavailable(text, code=str(code))
-
-
-def _network_code(exc: BaseException) -> str:
-    # smtplib reports a read timeout as SMTPServerDisconnected("... timed out").
-    if isinstance(exc, TimeoutError) or "timed out" in str(exc):
-        return "timeout"
-    return "disconnected"
-
-
-class _Stale(Exception):
-    """A reused connection turned out to be closed before anything of this message was sent."""
 
 
 def _envelope_address(value: str) -> str:
@@ -179,11 +128,11 @@ class SmtpProvider(Provider):
         except BlockedHost as exc:
             raise ConfigurationError(f"{self.describe()}: {exc}", setting="host") from exc
         except smtplib.SMTPConnectError as exc:
-            raise _smtp_error("connect", exc.smtp_code, exc.smtp_error) from exc
+            raise smtp_error("connect", exc.smtp_code, exc.smtp_error) from exc
         except smtplib.SMTPServerDisconnected as exc:
             conn.close()
             raise ProviderUnavailable(
-                f"{self.describe()} gave no greeting: {exc}", code=_network_code(exc)
+                f"{self.describe()} gave no greeting: {exc}", code=network_code(exc)
             ) from exc
         except TimeoutError as exc:
             conn.close()
@@ -220,13 +169,13 @@ class SmtpProvider(Provider):
     def _session_error(self, exc: BaseException) -> ProviderError:
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             return ProviderAuthError(
-                f"SMTP {exc.smtp_code} login refused: {_reply_text(exc.smtp_error)}",
+                f"SMTP {exc.smtp_code} login refused: {reply_text(exc.smtp_error)}",
                 code=str(exc.smtp_code),
             )
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             return ConfigurationError(f"{self.describe()}: {exc}", setting="security")
         if isinstance(exc, smtplib.SMTPResponseException):
-            return _smtp_error("session setup", exc.smtp_code, exc.smtp_error)
+            return smtp_error("session setup", exc.smtp_code, exc.smtp_error)
         if isinstance(exc, (TimeoutError, socket.timeout)):
             return ProviderUnavailable(f"{self.describe()} timed out during setup", code="timeout")
         if isinstance(exc, (smtplib.SMTPException, OSError)):
@@ -296,10 +245,14 @@ class SmtpProvider(Provider):
         else:
             self._client = self._connect(deadline)
         try:
-            self._transaction(self._client, sender, recipients, raw, reused=reused)
-        except _Stale:
+            Transaction(self._client, self.describe(), self._drop).send(
+                sender, recipients, raw, reused=reused
+            )
+        except Stale:
             self._client = self._connect(deadline)
-            self._transaction(self._client, sender, recipients, raw, reused=False)
+            Transaction(self._client, self.describe(), self._drop).send(
+                sender, recipients, raw, reused=False
+            )
         except ProviderError:
             raise
         except BaseException:
@@ -317,60 +270,3 @@ class SmtpProvider(Provider):
         conn, self._client = self._client, None
         if conn is not None:
             conn.close()
-
-    def _transaction(
-        self, conn: smtplib.SMTP, sender: str, recipients: list[str], raw: bytes, *, reused: bool
-    ) -> None:
-        try:
-            code, resp = conn.mail(sender)
-        except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-            self._drop()
-            if reused:
-                raise _Stale from exc
-            raise ProviderUnavailable(
-                f"{self.describe()} dropped the connection at MAIL FROM", code="disconnected"
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
-            raise ProviderUnavailable(
-                f"{self.describe()} failed at MAIL FROM: {exc}", code=_network_code(exc)
-            ) from exc
-        if code != 250:
-            self._reset(conn)
-            raise _smtp_error("MAIL FROM", code, resp)
-        try:
-            replies = [(recipient, *conn.rcpt(recipient)) for recipient in recipients]
-        except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
-            raise ProviderUnavailable(
-                f"{self.describe()} failed at RCPT TO: {exc}", code="disconnected"
-            ) from exc
-        for recipient, code, resp in replies:
-            if code not in (250, 251):
-                self._reset(conn)
-                error = _smtp_error("RCPT", code, resp)
-                error.message = f"{error.message} (recipient {recipient})"
-                error.args = (error.message,)
-                raise error
-        try:
-            code, resp = conn.data(raw)
-        except smtplib.SMTPDataError as exc:  # DATA itself refused: nothing was transmitted
-            self._reset(conn)
-            raise _smtp_error("DATA", exc.smtp_code, exc.smtp_error) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            # The message may have been transmitted in full before the connection broke:
-            # only the provider knows whether it was queued.
-            self._drop()
-            raise AmbiguousDelivery(
-                f"{self.describe()} gave no answer after the message was sent: {exc}",
-                code=_network_code(exc),
-            ) from exc
-        if code != 250:
-            self._reset(conn)
-            raise _smtp_error("DATA", code, resp)
-
-    def _reset(self, conn: smtplib.SMTP) -> None:
-        try:
-            conn.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
