@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from mailer.models import DeliveryAttempt, Email
 from mailer.services.events import by_message_id
@@ -20,7 +21,24 @@ def _plan(queryset) -> str:
     return queryset.explain()
 
 
+def _many_attempts(account, n: int = 2000) -> None:
+    """On PostgreSQL, attempts as an account with real traffic has them, analyzed: on empty
+    tables the planner's costs tie, and it may pick any index (the email's foreign key, say)."""
+    if connection.vendor != "postgresql":
+        return
+    email = Email.objects.create(account=account, from_email="a@example.com", to=["b@example.org"])
+    now = timezone.now()
+    DeliveryAttempt.objects.bulk_create(
+        DeliveryAttempt(email=email, provider_kind="smtp", provider_name="sink", outcome="sent",
+                        provider_message_id=f"seed-{i}", started_at=now)
+        for i in range(n)
+    )  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE mailer_deliveryattempt, mailer_email")
+
+
 def test_the_email_and_attempt_lookups_use_their_indexes(account):
+    _many_attempts(account)
     emails = Email.objects.filter(account_id=account.pk).order_by()
     plan = _plan(by_message_id(emails, {"pm-1", "pm-2"}))
     assert "email_provider_message" in plan, plan
