@@ -10,6 +10,7 @@ from .batches import router as batches_router
 from .emails import router as emails_router
 from .problems import BadBody
 from .providers import router as providers_router
+from .rendering import FastJSONRenderer
 from .suppressions import router as suppressions_router
 from .templates import router as templates_router
 from .webhooks import router as webhooks_router
@@ -39,6 +40,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     auth=BearerToken(),
     parser=BoundedJsonParser(),
+    renderer=FastJSONRenderer(),
 )
 problems.install(api)
 api.add_router("/", batches_router)  # before /emails/{email_id}

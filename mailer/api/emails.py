@@ -1,6 +1,8 @@
 """/api/v1/emails: send, list (cached), detail."""
 
 import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.http import HttpResponse
 from ninja import Field as NinjaField
@@ -16,6 +18,7 @@ from mailer.services import SendResult, email_send
 from mailer.services.schedule import email_cancel, email_resend
 from mailer.vocabulary import DeliveryState
 
+from . import rendering
 from .auth import BearerToken
 from .paging import page_answer
 from .schemas import DbId, EmailIn, EmailOut, EmailPage, EmailSummaryOut, Problem
@@ -166,8 +169,11 @@ def list_emails(request, filters: Query[ListFilters]):
     (past 10,000 matching emails it is counted once and reused for up to a minute).
     """
     query = _list_query(request.account.pk, filters)
-    page = selectors.email_page(**query, prefetched=getattr(request, "prefetched", None))
-    return _page_response(request, page_answer(request, page))
+    fills: list[Callable[[], object]] = []  # a page read from the database: cached once sent
+    page = selectors.email_page(
+        **query, prefetched=getattr(request, "prefetched", None), defer=fills.append
+    )
+    return _page_response(page_answer(request, page), after=fills)
 
 
 # A list row's keys as EmailPage renders them (the selectors' rows carry more, e.g. text_preview).
@@ -178,27 +184,42 @@ def _rows_json(rows: list[dict]) -> bytes:
     """A page's rows as django-ninja renders EmailPage's results, without validating them
     again: they are built by the selectors from stored rows. tests/api/test_emails_cursor.py
     holds this rendering to the validated one."""
-    from mailer.api import api  # the API this router belongs to (it imports this module)
-
-    results = [{key: row.get(key) for key in _SUMMARY_KEYS} for row in rows]
-    return api.renderer.render(None, results, response_status=200).encode()
+    return rendering.dumps([{key: row.get(key) for key in _SUMMARY_KEYS} for row in rows])
 
 
 # The list's pages are cached as their rows' JSON (mailer.selectors.email_lists.Encode): a
 # cached page is answered without rendering ten rows again. Named by the keys it renders, so pages
 # cached by a release with other fields are never served by this one.
-ROWS_JSON = Encode(f"json-{zlib.crc32(' '.join(_SUMMARY_KEYS).encode()):08x}", _rows_json)
+ROWS_JSON = Encode(f"orjson-{zlib.crc32(' '.join(_SUMMARY_KEYS).encode()):08x}", _rows_json)
 
 
-def _page_response(request, answer: dict) -> HttpResponse:
-    """The answer, its results already JSON (ROWS_JSON), rendered around them."""
-    from mailer.api import api
+class _ThenResponse(HttpResponse):
+    """An answer that runs `after` once the server has sent it (WSGI's close): work the client
+    need not wait for, such as caching the page it was just answered."""
 
-    head = api.renderer.render(request, answer | {"results": []}, response_status=200)
-    if not head.endswith("[]}"):  # results is the answer's last key (page_answer)
+    def __init__(self, *args: Any, after: Sequence[Callable[[], object]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._after = list(after)
+
+    def close(self) -> None:
+        after, self._after = self._after, []
+        try:
+            for task in after:
+                task()
+        finally:
+            super().close()
+
+
+def _page_response(answer: dict, *, after: Sequence[Callable[[], object]] = ()) -> HttpResponse:
+    """The answer, its results already JSON (ROWS_JSON), rendered around them; `after` run
+    once it is sent."""
+    head = rendering.dumps(answer | {"results": []})
+    if not head.endswith(b"[]}"):  # results is the answer's last key (page_answer)
         raise AssertionError("the page answer must end with its results")
-    body = b"".join((head[:-3].encode(), answer["results"], b"}"))
-    return HttpResponse(body, status=200, content_type=api.get_content_type())
+    from mailer.api import api  # the API this router belongs to (it imports this module)
+
+    body = b"".join((head[:-3], answer["results"], b"}"))
+    return _ThenResponse(body, status=200, content_type=api.get_content_type(), after=after)
 
 
 @router.get(

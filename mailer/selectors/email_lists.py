@@ -289,6 +289,7 @@ def email_list(
     cursor: str | None = None,
     prefetched: listcache.Lookup | None = None,
     encode: Encode | None = None,
+    defer: Callable[[Callable[[], object]], None] | None = None,
 ) -> dict[str, Any]:
     """One page of an account's emails, newest first, by (created_at, id):
     {count, count_exact, page, page_size, results, next_cursor}; filtered by status,
@@ -304,6 +305,8 @@ def email_list(
     LIST_CACHE_STALE_SECONDS). If the cache can't answer the page comes from the database.
     `prefetched`: the email_list_lookup of this query, already read (else it is read here).
     `encode`: `results` is what it makes of the rows (e.g. the API's JSON), cached as such.
+    `defer`: a page read from the database is cached by the callable it is handed (e.g. run
+    once the answer is sent: mailer.api.emails), instead of before returning.
     """
     wanted = ListQuery.of(account_id=account_id, page=page, page_size=page_size, status=status,
                           provider_id=provider_id, delivery=delivery, cursor=cursor,
@@ -319,16 +322,21 @@ def email_list(
     if lookup.page is not None:
         return lookup.page
     result = _list_from_db(wanted, lookup.count)
-    listcache.store_page(lookup.page_key, lookup.version, result)
+    version = lookup.version
+    fill = lambda: listcache.store_page(lookup.page_key, version, result)  # noqa: E731
+    if defer is None:
+        fill()
+    else:
+        defer(fill)
     return result
 
 
 def email_page(
     *, account_id: int, page: int = 1, page_size: int = 10, clamp: bool = False, **filters: Any
 ) -> Page:
-    """email_list's page (`filters`: its status, provider_id, delivery, cursor and prefetched)
-    as a Page. With `clamp`, a numbered page past the end (emails went away, or a hand-made
-    URL) is the last page instead."""
+    """email_list's page (`filters`: its status, provider_id, delivery, cursor, prefetched and
+    defer) as a Page. With `clamp`, a numbered page past the end (emails went away, or a
+    hand-made URL) is the last page instead."""
     data = email_list(account_id=account_id, page=page, page_size=page_size, **filters)
     found = Page(data["count"], data["page"], data["page_size"], data["results"],
                  data["count_exact"], data["next_cursor"])  # fmt: skip

@@ -282,12 +282,14 @@ def test_the_rate_limit_without_redis(api, account, settings, client, other_acco
 
 
 def _as_ninja_renders(data: dict) -> dict:
-    """`data` validated against EmailPage and rendered by the API, as a validating view would."""
-    from mailer.api import api
+    """`data` validated against EmailPage and rendered by django-ninja's own renderer, as a
+    validating view would (the API's renderer is held to that one in test_rendering.py)."""
+    from ninja.renderers import JSONRenderer
+
     from mailer.api.schemas import EmailPage
 
     validated = EmailPage.model_validate(data).model_dump(by_alias=True)
-    return json.loads(api.create_response(None, validated, status=200).content)
+    return json.loads(JSONRenderer().render(None, validated, response_status=200))
 
 
 def test_the_list_renders_as_the_schema_would_without_validating_again(

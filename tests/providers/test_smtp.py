@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import smtplib
+import socket
+import threading
 import time
 
 import pytest
@@ -254,6 +256,40 @@ def test_a_refused_recipient_sends_nothing_and_the_next_message_goes_through(
     assert received.rcpt_tos == ["ok@example.org"]
     # Pipelined, DATA had been accepted, so that connection was closed; else it was reset.
     assert server.handler.connections == (2 if pipelining else 1)
+
+
+@pytest.fixture
+def closes_after_refusing():
+    """A server offering PIPELINING that answers the envelope with 421 and closes, as RFC 5321
+    lets a server that is shutting the channel; its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 test ESMTP\r\n")
+            lines.readline()  # EHLO
+            conn.sendall(b"250-test\r\n250 PIPELINING\r\n")
+            while lines.readline().lower() not in (b"data\r\n", b""):
+                pass
+            conn.sendall(b"421 4.3.2 Service not available, closing channel\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    thread.join(10)
+    listener.close()
+
+
+def test_a_refusal_then_the_server_closing_is_the_refusal(closes_after_refusing, writes):
+    smtp = provider(closes_after_refusing)
+    message = EmailMultiAlternatives("Hi", "Body", "s@example.com", ["rcpt@example.org"])
+    with pytest.raises(ProviderUnavailable) as caught:
+        smtp.send(message)
+    assert caught.value.code == "421" and "Service not available" in caught.value.message
+    # The connection was dropped once the server closed: no RSET is written to it.
+    assert not any(write.lower().startswith(b"rset") for write in writes), writes
 
 
 def test_a_message_with_leading_dots_arrives_as_written(smtp_sink):

@@ -88,8 +88,9 @@ class Transaction:
     the caller's connection (it is not to be used again)."""
 
     def __init__(self, conn: smtplib.SMTP, describe: str, drop: Callable[[], None]) -> None:
-        self.conn, self.describe, self.drop = conn, describe, drop
+        self.conn, self.describe, self._drop_conn = conn, describe, drop
         self.answered = False  # the server answered a command of this transaction
+        self.dropped = False  # the connection was closed: nothing more is sent on it
 
     def send(self, sender: str, recipients: list[str], raw: bytes, *, reused: bool) -> None:
         pipelined = self.conn.has_extn("pipelining")
@@ -189,7 +190,13 @@ class Transaction:
             self._reset()
             raise smtp_error("DATA", code, resp)
 
+    def drop(self) -> None:
+        self.dropped = True
+        self._drop_conn()
+
     def _reset(self) -> None:
+        if self.dropped:  # e.g. the server closed after refusing: nothing to reset
+            return
         try:
             self.conn.rset()
         except (smtplib.SMTPException, OSError):
