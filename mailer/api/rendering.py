@@ -9,7 +9,8 @@ The values are NinjaJSONEncoder's: datetimes, dates and times go through its `de
 (OPT_PASSTHROUGH_DATETIME), so an API datetime stays `2026-12-02T12:59:24.123Z`, milliseconds
 and a Z, as before; so do pydantic models, URLs, IP addresses, lazy text, durations and
 decimals. Keys that are not strings are written as text, as json does. What orjson refuses
-(an integer past 64 bits, as a 422 may echo) is rendered by the stdlib as before.
+(an integer past 64 bits, as a 422 may echo; text holding a lone surrogate) is rendered by the
+stdlib as before.
 """
 
 from __future__ import annotations

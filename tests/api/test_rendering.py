@@ -14,7 +14,8 @@ from ipaddress import IPv4Address
 import pytest
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import connection
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils.translation import gettext_lazy
@@ -67,10 +68,18 @@ def test_the_datetimes_keep_the_apis_format():
     assert ours == b'{"at":"2026-12-02T12:59:24.123Z","whole":"2026-12-02T12:59:24Z"}'
 
 
-def test_what_orjson_refuses_is_rendered_by_the_stdlib():
-    data = {"page": 10**30, "at": VALUES["utc micro"]}  # past 64 bits, as a 422 may echo it
+@pytest.mark.parametrize(
+    "value",
+    [10**30, "half a pair: \ud800"],  # past 64 bits, as a 422 may echo; not UTF-8 encodable
+    ids=["huge-int", "lone-surrogate"],
+)
+def test_what_orjson_refuses_is_rendered_by_the_stdlib(value):
+    data = {"value": value, "at": VALUES["utc micro"]}
     assert rendering.dumps(data) == _stock(data)
-    with pytest.raises(TypeError):  # what neither can write is still an error
+
+
+def test_what_neither_can_write_is_still_an_error():
+    with pytest.raises(TypeError):
         rendering.dumps({"x": object()})
 
 
@@ -86,30 +95,43 @@ def test_the_api_answers_through_it(api, account):
     assert problem.status_code == 404 and problem.json()["detail"]
 
 
-def test_a_page_read_from_the_database_is_cached_once_its_answer_is_sent(account):
+@pytest.fixture
+def wsgi_get():
+    """GET through Django's WSGI handler, as a server calls it: (status, body, answer), the
+    answer not closed yet. As Django's test client does, the request signals do not close the
+    test's database connection meanwhile (it is inside the test's transaction)."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+
+    def get(path: str, **headers: str) -> tuple[int, bytes, object]:
+        environ = RequestFactory().get(path, **headers).environ
+        statuses = []
+        answer = WSGIHandler()(environ | {"wsgi.input": io.BytesIO()},
+                               lambda status, _: statuses.append(status))  # fmt: skip
+        return int(statuses[0].split()[0]), b"".join(answer), answer
+
+    yield get
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+
+
+def test_a_page_read_from_the_database_is_cached_once_its_answer_is_sent(account, wsgi_get):
     """The uncached list answers first and caches its page when the server closes the answer
     (WSGI), so the client does not wait for that write; the cached page then serves."""
     from mailer.api.emails import ListFilters, _list_query
     from mailer.selectors.email_lists import email_list_lookup
 
     make_email(account, subject="First")
-    token = make_token(account)
-    environ = RequestFactory().get("/api/v1/emails", HTTP_AUTHORIZATION=f"Bearer {token}").environ
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {make_token(account)}"}
     key = email_list_lookup(**_list_query(account.pk, ListFilters())).page_key
 
-    def get() -> tuple[int, bytes, object]:
-        statuses = []
-        answer = WSGIHandler()(environ | {"wsgi.input": io.BytesIO()},
-                               lambda status, headers: statuses.append(status))  # fmt: skip
-        return int(statuses[0].split()[0]), b"".join(answer), answer
-
-    status, body, answer = get()
+    status, body, answer = wsgi_get("/api/v1/emails", **bearer)
     assert status == 200 and json.loads(body)["results"][0]["subject"] == "First"
     assert cache.get(key) is None  # answered, not yet cached
     answer.close()
     _, page = cache.get(key)
     assert b'"subject":"First"' in page["results"]
     with CaptureQueriesContext(connection) as queries:
-        status, again, answer = get()  # served from the cache
+        status, again, answer = wsgi_get("/api/v1/emails", **bearer)  # served from the cache
     answer.close()
     assert status == 200 and again == body and len(queries) == 0
