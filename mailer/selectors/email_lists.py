@@ -3,6 +3,7 @@ cursor, read from the database through statements compiled once (mailer.selector
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -322,8 +323,7 @@ def email_list(
     if lookup.page is not None:
         return lookup.page
     result = _list_from_db(wanted, lookup.count)
-    version = lookup.version
-    fill = lambda: listcache.store_page(lookup.page_key, version, result)  # noqa: E731
+    fill = functools.partial(listcache.store_page, lookup.page_key, lookup.version, result)
     if defer is None:
         fill()
     else:
